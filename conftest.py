@@ -1,0 +1,48 @@
+"""Shared fixtures. Services (Kafka, Redis, PostgreSQL) come from the testing.services plugin."""
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from testing.processes import Pipeline
+from testing.services import SERVICES
+
+
+def _database_url_for(name: str) -> str:
+    base, _, _ = SERVICES.database_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture
+def kafka_namespace(settings) -> str:  # type: ignore[no-untyped-def]
+    """A fresh topic/group namespace for this test: no event of another test is ever seen."""
+    namespace = f"{settings.KAFKA['NAMESPACE']}{uuid.uuid4().hex[:6]}-"
+    settings.KAFKA = {**settings.KAFKA, "NAMESPACE": namespace}
+    return namespace
+
+
+@pytest.fixture
+def pipeline(transactional_db, kafka_namespace: str, tmp_path: Path) -> Iterator[Pipeline]:  # type: ignore[no-untyped-def]
+    """Real worker processes against the test database; stopped with SIGTERM afterwards,
+    and every one of them must exit 0 (graceful shutdown is part of every test)."""
+    import os
+
+    from kafka_bridge.client import pipeline_topics, topics_ensure
+
+    topics_ensure(pipeline_topics())
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url_for(connection.settings_dict["NAME"]),
+        "KAFKA_NAMESPACE": kafka_namespace,
+        "PYTHONUNBUFFERED": "1",
+    }
+    processes = Pipeline(env=env, log_dir=tmp_path)
+    try:
+        yield processes
+    finally:
+        codes = processes.stop()
+    bad = {name: code for name, code in codes.items() if code != 0}
+    assert not bad, f"workers did not exit cleanly: {bad}\n{processes.logs()[-6000:]}"

@@ -1,0 +1,24 @@
+"""One error shape for the API: DRF's field errors, plus domain errors mapped to 4xx."""
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class ApiDomainError(exceptions.APIException):
+    """Raised by views when a service refuses an action; carries its own status code."""
+
+    def __init__(self, detail: Any, status_code: int = status.HTTP_409_CONFLICT) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,193 @@
+"""Django settings, read once from the environment through django-environ.
+
+Every value has a safe default for local runs (`make run`); production sets them through
+the environment (see docker-compose.yml). Secrets never live in this file.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# The default key is only good for local runs; production must set DJANGO_SECRET_KEY.
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-local-development-key-change-me")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "kafka_bridge",
+    "inventory",
+    "orders",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "kafka_bridge.correlation.CorrelationIdMiddleware",
+]
+
+ROOT_URLCONF = "ecommerce.urls"
+WSGI_APPLICATION = "ecommerce.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------
+# SQLite for `make run` on a bare machine; PostgreSQL everywhere else (tests, compose).
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several local processes write at once: WAL + IMMEDIATE transactions + a busy timeout
+    # turn "database is locked" into a short wait.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+else:
+    # Long-running workers reconnect between messages when a connection has gone stale.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- REST framework ---------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first so that an anonymous request gets 401 with WWW-Authenticate, not 403.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": env.int("API_PAGE_SIZE", default=20),
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "ecommerce.api_errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "E-commerce order pipeline API",
+    "DESCRIPTION": "Orders are accepted here and processed asynchronously over Kafka.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Redis ------------------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+
+# --- Kafka ------------------------------------------------------------------------------
+# Client settings come from here, never from constants in code. Defaults suit local runs
+# (see ../shared/broker/README.md); production overrides them through the environment.
+KAFKA = {
+    "BOOTSTRAP_SERVERS": env.str("KAFKA_BOOTSTRAP_SERVERS", default="127.0.0.1:9092"),
+    # Prefix for every topic and consumer group name: lets several environments (or test
+    # runs) share one cluster without seeing each other's events.
+    "NAMESPACE": env.str("KAFKA_NAMESPACE", default=""),
+    "DEFAULT_PARTITIONS": env.int("KAFKA_DEFAULT_PARTITIONS", default=6),
+    "REPLICATION_FACTOR": env.int("KAFKA_REPLICATION_FACTOR", default=1),
+    "SESSION_TIMEOUT_MS": env.int("KAFKA_SESSION_TIMEOUT_MS", default=6000),
+    "HEARTBEAT_INTERVAL_MS": env.int("KAFKA_HEARTBEAT_INTERVAL_MS", default=1000),
+    "MAX_POLL_INTERVAL_MS": env.int("KAFKA_MAX_POLL_INTERVAL_MS", default=300_000),
+    "FETCH_WAIT_MAX_MS": env.int("KAFKA_FETCH_WAIT_MAX_MS", default=50),
+    "ASSIGNMENT_STRATEGY": env.str("KAFKA_ASSIGNMENT_STRATEGY", default="cooperative-sticky"),
+    "PRODUCER_LINGER_MS": env.int("KAFKA_PRODUCER_LINGER_MS", default=5),
+    # Offsets are committed at most this often while busy, and always on revoke/shutdown.
+    "COMMIT_INTERVAL_SECONDS": env.float("KAFKA_COMMIT_INTERVAL_SECONDS", default=1.0),
+    # Security (SASL/SSL) passes straight to librdkafka; empty means PLAINTEXT.
+    "SECURITY_PROTOCOL": env.str("KAFKA_SECURITY_PROTOCOL", default=""),
+    "SASL_MECHANISM": env.str("KAFKA_SASL_MECHANISM", default=""),
+    "SASL_USERNAME": env.str("KAFKA_SASL_USERNAME", default=""),
+    "SASL_PASSWORD": env.str("KAFKA_SASL_PASSWORD", default=""),
+    "SSL_CA_LOCATION": env.str("KAFKA_SSL_CA_LOCATION", default=""),
+    "SSL_CERTIFICATE_LOCATION": env.str("KAFKA_SSL_CERTIFICATE_LOCATION", default=""),
+    "SSL_KEY_LOCATION": env.str("KAFKA_SSL_KEY_LOCATION", default=""),
+    # Handler retries for transient errors before the event goes to the dead-letter topic.
+    "HANDLER_MAX_ATTEMPTS": env.int("KAFKA_HANDLER_MAX_ATTEMPTS", default=5),
+    "HANDLER_BACKOFF_BASE_SECONDS": env.float("KAFKA_HANDLER_BACKOFF_BASE_SECONDS", default=0.2),
+    "HANDLER_BACKOFF_MAX_SECONDS": env.float("KAFKA_HANDLER_BACKOFF_MAX_SECONDS", default=5.0),
+}
+
+OUTBOX = {
+    # The relay is woken on commit through Redis pub/sub; this poll is the safety net.
+    "POLL_INTERVAL_SECONDS": env.float("OUTBOX_POLL_INTERVAL_SECONDS", default=1.0),
+    "BATCH_SIZE": env.int("OUTBOX_BATCH_SIZE", default=500),
+    "FLUSH_TIMEOUT_SECONDS": env.float("OUTBOX_FLUSH_TIMEOUT_SECONDS", default=15.0),
+}
+
+# Redis keys that short-circuit redelivered events; the database table is the backstop.
+IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=7 * 24 * 3600)
+
+# --- Orders -----------------------------------------------------------------------------
+ORDERS = {
+    "CURRENCY": env.str("ORDERS_CURRENCY", default="EUR"),
+    "MAX_LINES": env.int("ORDERS_MAX_LINES", default=100),
+    "MAX_QUANTITY_PER_LINE": env.int("ORDERS_MAX_QUANTITY_PER_LINE", default=1000),
+}
+
+# --- Celery -----------------------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+
+# --- Logging ----------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        "django.db.backends": {"level": "WARNING"},
+    },
+}

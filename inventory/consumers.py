@@ -1,0 +1,15 @@
+"""Kafka handlers of the inventory consumer: parse, call a service, nothing else."""
+
+from inventory.services import StockRequest, stock_reserve_for_order_and_report
+from kafka_bridge.contracts import Event, OrderCreatedV1
+
+
+def on_order_created(event: Event) -> None:
+    payload = event.payload
+    assert isinstance(payload, OrderCreatedV1)
+    stock_reserve_for_order_and_report(
+        order_id=payload.order_id,
+        customer_id=payload.customer_id,
+        items=[StockRequest(sku=item.sku, quantity=item.quantity) for item in payload.items],
+        causation_id=event.event_id,
+    )

@@ -1,0 +1,24 @@
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from kafka_bridge.consumer import ConsumerRunner
+from kafka_bridge.lifecycle import StopFlag
+from kafka_bridge.registry import CONSUMERS, consumer_spec_get
+
+
+class Command(BaseCommand):
+    help = (
+        "Run one registered Kafka consumer until SIGTERM/SIGINT. Start several processes of "
+        "the same name to share its partitions. Consumers: " + ", ".join(sorted(CONSUMERS))
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name", help="Consumer name from kafka_bridge.registry.CONSUMERS.")
+
+    def handle(self, *args: Any, name: str, **options: Any) -> None:
+        try:
+            spec = consumer_spec_get(name)
+        except KeyError as exc:
+            raise CommandError(exc.args[0]) from None
+        ConsumerRunner(spec=spec, stop=StopFlag().install()).run()

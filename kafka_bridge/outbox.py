@@ -1,0 +1,72 @@
+"""Record domain events in the transactional outbox; wake the relay after commit."""
+
+import logging
+import uuid
+
+import redis
+from django.db import transaction
+from django.utils import timezone
+from pydantic import BaseModel
+
+from kafka_bridge.contracts import event_type_get, payload_validate
+from kafka_bridge.correlation import current_correlation_id
+from kafka_bridge.models import OutboxEvent
+from kafka_bridge.redis_client import redis_client
+
+logger = logging.getLogger(__name__)
+
+RELAY_WAKE_CHANNEL = "kafka_bridge:outbox:wake"
+
+
+def outbox_event_record(
+    *,
+    event_type: str,
+    aggregate_id: str,
+    key: str,
+    data: BaseModel | dict,
+    causation_id: uuid.UUID | None = None,
+) -> OutboxEvent:
+    """Validate and store an event in the caller's transaction; publish happens after commit.
+
+    Must run inside `transaction.atomic()`: an event is only ever seen if the change it
+    describes committed.
+    """
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise RuntimeError("outbox_event_record must be called inside transaction.atomic()")
+    kind = event_type_get(event_type)
+    version = kind.current_version
+    raw = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    payload = payload_validate(event_type=event_type, version=version, data=raw)
+    event_id = uuid.uuid4()
+    correlation_id = current_correlation_id()
+    envelope = {
+        "event_id": str(event_id),
+        "event_type": event_type,
+        "schema_version": version,
+        "occurred_at": timezone.now().isoformat(),
+        "correlation_id": correlation_id,
+        "causation_id": str(causation_id) if causation_id else None,
+        "aggregate_id": aggregate_id,
+        "data": payload.model_dump(mode="json"),
+    }
+    row = OutboxEvent.objects.create(
+        event_id=event_id,
+        event_type=event_type,
+        schema_version=version,
+        topic=kind.topic,
+        key=key,
+        aggregate_id=aggregate_id,
+        correlation_id=correlation_id,
+        envelope=envelope,
+    )
+    transaction.on_commit(relay_wake)
+    return row
+
+
+def relay_wake() -> None:
+    """Tell relays there is work; harmless if Redis is down (they poll as well)."""
+    try:
+        redis_client().publish(RELAY_WAKE_CHANNEL, b"1")
+    except redis.RedisError as exc:
+        logger.warning("outbox relay wake-up skipped, Redis unavailable: %s", exc)

@@ -1,0 +1,64 @@
+"""The one table of consumers: name → the events it handles (and so its topics) and group.
+
+`manage.py run_consumer <name>` runs any of them. Each name is its own consumer group, so
+every consumer sees every event; several processes of one name share its partitions.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+from django.utils.module_loading import import_string
+
+from kafka_bridge.contracts import EVENT_TYPES, Event
+
+Handler = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    name: str
+    # event type → dotted path of a handler `(event: Event) -> None`
+    handler_paths: dict[str, str]
+
+    @property
+    def topics(self) -> list[str]:
+        """Logical topics carrying the handled event types."""
+        return sorted({EVENT_TYPES[event_type].topic for event_type in self.handler_paths})
+
+    @cached_property
+    def handlers(self) -> dict[str, Handler]:
+        return {name: import_string(path) for name, path in self.handler_paths.items()}
+
+
+CONSUMERS: dict[str, ConsumerSpec] = {
+    spec.name: spec
+    for spec in [
+        ConsumerSpec(
+            name="inventory",
+            handler_paths={"orders.created": "inventory.consumers.on_order_created"},
+        ),
+        ConsumerSpec(
+            name="orders",
+            handler_paths={
+                "inventory.reserved": "orders.consumers.on_inventory_reserved",
+                "inventory.failed": "orders.consumers.on_inventory_failed",
+            },
+        ),
+        ConsumerSpec(
+            name="notifications",
+            handler_paths={
+                "inventory.reserved": "notifications.consumers.on_inventory_reserved",
+                "inventory.failed": "notifications.consumers.on_inventory_failed",
+            },
+        ),
+    ]
+}
+
+
+def consumer_spec_get(name: str) -> ConsumerSpec:
+    try:
+        return CONSUMERS[name]
+    except KeyError:
+        known = ", ".join(sorted(CONSUMERS))
+        raise KeyError(f"unknown consumer {name!r}; known consumers: {known}") from None

@@ -1,0 +1,42 @@
+from django.conf import settings
+from django.db import models
+
+
+class Notification(models.Model):
+    class Kind(models.TextChoices):
+        ORDER_CONFIRMED = "order_confirmed", "Order confirmed"
+        OUT_OF_STOCK = "out_of_stock", "Out of stock"
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "E-mail"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    order_id = models.UUIDField(db_index=True)
+    kind = models.CharField(max_length=40, choices=Kind.choices)
+    channel = models.CharField(max_length=20, choices=Channel.choices, default=Channel.EMAIL)
+    subject = models.CharField(max_length=200)
+    body = models.TextField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    # The event that caused this notification; unique so a redelivery cannot add a second.
+    event_id = models.UUIDField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event_id", "kind", "channel"], name="notification_once_per_event"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} → {self.customer} ({self.status})"

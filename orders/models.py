@@ -1,0 +1,62 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from orders.status import OrderStatus
+
+
+class Order(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders"
+    )
+    status = models.CharField(
+        max_length=20, choices=OrderStatus.choices, default=OrderStatus.PENDING, db_index=True
+    )
+    status_reason = models.CharField(max_length=200, blank=True)
+    total = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    # Client-chosen key that makes a retried POST return this order instead of a new one.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="order_idempotency_key_once_per_customer",
+            ),
+            models.CheckConstraint(condition=Q(total__gte=0), name="order_total_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Order {self.id} ({self.status})"
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    sku = models.CharField(max_length=64)
+    product_name = models.CharField(max_length=200)
+    quantity = models.PositiveIntegerField()
+    # Captured at order time: later price changes never alter an existing order.
+    unit_price = models.DecimalField(max_digits=12, decimal_places=2)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "sku"], name="order_line_sku_once_per_order"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="order_line_quantity_gt_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sku} x{self.quantity}"
+
+    @property
+    def line_total(self):  # type: ignore[no-untyped-def]
+        return self.unit_price * self.quantity

@@ -1,0 +1,107 @@
+"""Run the pipeline's real worker processes (relay, consumers) from tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class WorkerProcess:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    killed: bool = False
+
+    def start(self) -> WorkerProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO_ROOT / "manage.py"), *self.argv],
+            env=self.env,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait: the graceful path. Returns the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise AssertionError(f"{self.name} did not stop within {timeout}s of SIGTERM")
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no cleanup of any kind."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+        self.killed = True
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclass
+class Pipeline:
+    """The worker processes of one test, all in the test's own Kafka namespace."""
+
+    env: dict[str, str]
+    log_dir: Path
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def start(self, *argv: str, label: str | None = None, **env: str) -> WorkerProcess:
+        label = label or "-".join(argv).replace("run_", "")
+        worker = WorkerProcess(
+            name=label,
+            argv=list(argv),
+            env={**self.env, **env},
+            log_path=self.log_dir / f"{label}-{len(self.workers)}.log",
+        )
+        self.workers.append(worker.start())
+        return worker
+
+    def relay(self, **env: str) -> WorkerProcess:
+        return self.start("run_relay", **env)
+
+    def consumer(self, name: str, **env: str) -> WorkerProcess:
+        return self.start("run_consumer", name, **env)
+
+    def start_all(self) -> None:
+        from kafka_bridge.registry import CONSUMERS
+
+        self.relay()
+        for name in CONSUMERS:
+            self.consumer(name)
+
+    def stop(self) -> dict[str, int]:
+        codes = {}
+        for worker in self.workers:
+            if worker.running:
+                worker.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        for worker in self.workers:
+            if worker.process is not None and not worker.killed:
+                codes[f"{worker.name}#{id(worker)}"] = worker.terminate()
+        return codes
+
+    def logs(self) -> str:
+        return "\n".join(f"===== {w.name} =====\n{w.log()}" for w in self.workers)
