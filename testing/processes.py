@@ -37,18 +37,24 @@ class WorkerProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def terminate(self, timeout: float = 20.0) -> int:
-        """SIGTERM and wait: the graceful path. Returns the exit code."""
+    def request_stop(self) -> None:
+        """One SIGTERM: the graceful path (a second would mean "exit now")."""
+        if self.running:
+            self.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+
+    def wait(self, timeout: float = 20.0) -> int:
         assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                raise AssertionError(f"{self.name} did not stop within {timeout}s of SIGTERM")
-        return self.process.returncode
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"{self.name} did not stop within {timeout}s of SIGTERM") from None
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait for the exit code."""
+        self.request_stop()
+        return self.wait(timeout)
 
     def kill(self) -> None:
         """SIGKILL: a crash, no cleanup of any kind."""
@@ -95,12 +101,11 @@ class Pipeline:
 
     def stop(self) -> dict[str, int]:
         codes = {}
-        for worker in self.workers:
-            if worker.running:
-                worker.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-        for worker in self.workers:
-            if worker.process is not None and not worker.killed:
-                codes[f"{worker.name}#{id(worker)}"] = worker.terminate()
+        live = [w for w in self.workers if w.process is not None and not w.killed]
+        for worker in live:
+            worker.request_stop()
+        for index, worker in enumerate(live):
+            codes[f"{worker.name}#{index}"] = worker.wait()
         return codes
 
     def logs(self) -> str:
