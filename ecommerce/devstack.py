@@ -1,0 +1,243 @@
+"""`make run`: the whole pipeline on one machine, with embedded defaults.
+
+    python -m ecommerce.devstack [--port 8000] [--smoke-test]
+
+Uses DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set; otherwise SQLite
+(db.sqlite3), a local Tansu broker and a local redis-server, started here. Then migrates,
+creates topics, seeds demo data and runs the web server, the outbox relay and every
+registered consumer as child processes with prefixed logs. Ctrl-C (or SIGTERM) stops the
+children gracefully, in order, then the local services. `--smoke-test` places one order
+through the HTTP API, waits for it to be reserved and notified, and exits 0 or 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from ecommerce.localservices import LocalService, LocalServiceError, port_open, start_kafka, start_redis
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+COLOURS = itertools.cycle(["36", "33", "35", "32", "34", "31", "96", "93"])
+CONSUMER_NAMES = ["inventory", "orders", "notifications"]  # kafka_bridge.registry.CONSUMERS
+
+
+def say(message: str) -> None:
+    print(f"\033[1m[devstack]\033[0m {message}", flush=True)
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    colour: str = field(default_factory=lambda: next(COLOURS))
+
+    def start(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            self.argv,
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches only us; we stop children in order
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        prefix = f"\033[{self.colour}m{self.name:>24} |\033[0m "
+        for raw in self.process.stdout:
+            sys.stdout.write(prefix + raw.decode(errors="replace"))
+            sys.stdout.flush()
+
+
+def manage(*args: str) -> list[str]:
+    return [sys.executable, str(REPO_ROOT / "manage.py"), *args]
+
+
+def run_once(argv: list[str], env: dict[str, str]) -> str:
+    result = subprocess.run(argv, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout + result.stderr)
+        raise SystemExit(f"[devstack] step failed: {' '.join(argv[1:])}")
+    return result.stdout.strip()
+
+
+class DevStack:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.local: list[LocalService] = []
+        self.children: list[Child] = []
+        self.stop_requested = threading.Event()
+        self.env = dict(os.environ, PYTHONUNBUFFERED="1")
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop_requested.is_set():
+            say("second signal: killing everything now")
+            for child in self.children:
+                if child.process and child.process.poll() is None:
+                    child.process.kill()
+            for service in self.local:
+                service.process.kill()
+            os._exit(130)
+        self.stop_requested.set()
+
+    def start_services(self) -> None:
+        log_dir = REPO_ROOT / ".run"
+        if not self.env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            broker = start_kafka(log_dir, port=9092 if not port_open("127.0.0.1", 9092) else None)
+            self.local.append(broker)
+            self.env["KAFKA_BOOTSTRAP_SERVERS"] = broker.url
+            say(f"started local Kafka-protocol broker (Tansu, in memory) at {broker.url}")
+        if not self.env.get("REDIS_URL"):
+            redis = start_redis(log_dir)
+            self.local.append(redis)
+            self.env["REDIS_URL"] = redis.url
+            say(f"started local redis-server at {redis.url}")
+        self.env.setdefault("DJANGO_DEBUG", "true")
+        database = self.env.get("DATABASE_URL", f"sqlite:///{REPO_ROOT / 'db.sqlite3'}")
+        say(f"database: {database.split('@')[-1]}")
+
+    def prepare(self) -> str:
+        """Migrate, create topics, seed; return the demo customer's API token."""
+        say("migrating, creating topics, seeding demo data")
+        run_once(manage("migrate", "--noinput"), self.env)
+        run_once(manage("kafka_topics"), self.env)
+        seeded = run_once(manage("seed_demo"), self.env)
+        say(seeded)
+        return re.search(r"token (\w+)", seeded).group(1)  # type: ignore[union-attr]
+
+    def start_children(self) -> None:
+        self.children = [
+            Child("web", manage("runserver", f"127.0.0.1:{self.port}", "--noreload")),
+            Child("relay", manage("run_relay")),
+            *(Child(f"consumer-{name}", manage("run_consumer", name)) for name in CONSUMER_NAMES),
+        ]
+        for child in self.children:
+            child.start(self.env)
+
+    def wait_for_web(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not port_open("127.0.0.1", self.port):
+            if time.monotonic() > deadline or self.stop_requested.is_set():
+                raise SystemExit("[devstack] web server did not start")
+            time.sleep(0.1)
+
+    def failed_child(self) -> Child | None:
+        return next((c for c in self.children if c.process and c.process.poll() is not None), None)
+
+    def stop(self) -> int:
+        say("stopping children (SIGTERM)")
+        for child in reversed(self.children):
+            if child.process and child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        worst = 0
+        for child in self.children:
+            if child.process is None:
+                continue
+            try:
+                code = child.process.wait(20)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                code = child.process.wait()
+            if code not in (0, -signal.SIGTERM):
+                say(f"{child.name} exited with {code}")
+                worst = 1
+        for service in reversed(self.local):
+            service.stop()
+        say("stopped")
+        return worst
+
+
+def smoke_test(port: int, token: str) -> bool:
+    """Place one order over HTTP and wait until it is reserved and its customer notified."""
+    base = f"http://127.0.0.1:{port}/api"
+    headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+
+    def call(method: str, path: str, body: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            base + path, method=method, headers=headers,
+            data=json.dumps(body).encode() if body is not None else None,
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    order = call("POST", "/orders/", {"items": [{"sku": "MUG-LOGO", "quantity": 1}]})
+    say(f"smoke test: order {order['id']} created ({order['status']})")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = call("GET", f"/orders/{order['id']}/")["status"]
+        if status != "pending":
+            say(f"smoke test: order {order['id']} is {status}")
+            return status == "reserved"
+        time.sleep(0.2)
+    say("smoke test: order still pending after 60s")
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+    parser.add_argument("--smoke-test", action="store_true", help="One order through, then exit.")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecommerce.settings")
+    stack = DevStack(args.port)
+    signal.signal(signal.SIGINT, stack._on_signal)
+    signal.signal(signal.SIGTERM, stack._on_signal)
+    if port_open("127.0.0.1", args.port):
+        print(f"[devstack] port {args.port} is in use; pass --port or set PORT", file=sys.stderr)
+        return 2
+    try:
+        stack.start_services()
+        token = stack.prepare()
+        stack.start_children()
+        stack.wait_for_web()
+    except (LocalServiceError, SystemExit) as exc:
+        print(f"[devstack] {exc}", file=sys.stderr)
+        stack.stop()
+        return 1
+    say(f"API:     http://127.0.0.1:{args.port}/api/docs/  (token: {token})")
+    say(f"Admin:   http://127.0.0.1:{args.port}/admin/  (admin / demo-password)")
+    say(
+        f"Try:     curl -H 'Authorization: Token {token}' -H 'Content-Type: application/json' "
+        f"-d '{{\"items\":[{{\"sku\":\"MUG-LOGO\",\"quantity\":2}}]}}' "
+        f"http://127.0.0.1:{args.port}/api/orders/"
+    )
+    say("Ctrl-C stops everything")
+    result = 0
+    try:
+        if args.smoke_test:
+            result = 0 if smoke_test(args.port, token) else 1
+        else:
+            while not stack.stop_requested.wait(0.5):
+                child = stack.failed_child()
+                if child is not None:
+                    code = child.process.returncode  # type: ignore[union-attr]
+                    say(f"{child.name} exited unexpectedly ({code}); stopping")
+                    result = 1
+                    break
+    except Exception as exc:  # never leave children behind
+        say(f"failed: {type(exc).__name__}: {exc}")
+        result = 1
+    finally:
+        result = stack.stop() or result
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
