@@ -5,15 +5,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
-from testing.processes import Pipeline
-from testing.services import SERVICES
-
-
-def _database_url_for(name: str) -> str:
-    base, _, _ = SERVICES.database_url.rpartition("/")
-    return f"{base}/{name}"
+from ecommerce.workers import Pipeline, current_database_url
 
 
 @pytest.fixture
@@ -35,7 +28,7 @@ def pipeline(transactional_db, kafka_namespace: str, tmp_path: Path) -> Iterator
     topics_ensure(pipeline_topics())
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url_for(connection.settings_dict["NAME"]),
+        "DATABASE_URL": current_database_url(),
         "KAFKA_NAMESPACE": kafka_namespace,
         "PYTHONUNBUFFERED": "1",
     }

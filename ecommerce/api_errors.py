@@ -3,7 +3,7 @@
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import exceptions, status
+from rest_framework import exceptions, parsers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -14,6 +14,17 @@ class ApiDomainError(exceptions.APIException):
     def __init__(self, detail: Any, status_code: int = status.HTTP_409_CONFLICT) -> None:
         super().__init__(detail)
         self.status_code = status_code
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, except that a body nested too deeply for Python's decoder is a 400
+    like any other malformed JSON instead of an uncaught RecursionError (a 500)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):  # type: ignore[no-untyped-def]
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError("JSON parse error - nested too deeply.") from None
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

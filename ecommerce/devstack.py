@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from ecommerce.localservices import LocalService, LocalServiceError, port_open, start_kafka, start_redis
+from ecommerce.localservices import (
+    LocalService,
+    LocalServiceError,
+    port_open,
+    start_kafka,
+    start_redis,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COLOURS = itertools.cycle(["36", "33", "35", "32", "34", "31", "96", "93"])
@@ -170,7 +176,9 @@ def smoke_test(port: int, token: str) -> bool:
 
     def call(method: str, path: str, body: dict | None = None) -> dict:
         request = urllib.request.Request(
-            base + path, method=method, headers=headers,
+            base + path,
+            method=method,
+            headers=headers,
             data=json.dumps(body).encode() if body is not None else None,
         )
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -215,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"Admin:   http://127.0.0.1:{args.port}/admin/  (admin / demo-password)")
     say(
         f"Try:     curl -H 'Authorization: Token {token}' -H 'Content-Type: application/json' "
-        f"-d '{{\"items\":[{{\"sku\":\"MUG-LOGO\",\"quantity\":2}}]}}' "
+        f'-d \'{{"items":[{{"sku":"MUG-LOGO","quantity":2}}]}}\' '
         f"http://127.0.0.1:{args.port}/api/orders/"
     )
     say("Ctrl-C stops everything")

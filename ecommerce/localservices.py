@@ -77,6 +77,17 @@ def _wait_until_listening(
     raise LocalServiceError(f"{name} did not listen on port {port} within {deadline_s}s; see {log}")
 
 
+def _die_with_parent() -> None:
+    """Linux: the service gets SIGTERM when the process that started it dies, however it
+    dies, so a killed test run or dev stack never leaves a broker behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def _spawn(name: str, argv: list[str], port: int, log_dir: Path | None) -> LocalService:
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix=f"{name}-"))
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +95,11 @@ def _spawn(name: str, argv: list[str], port: int, log_dir: Path | None) -> Local
     with log_path.open("wb") as log:
         # New session: Ctrl-C in a terminal reaches our supervisor, which stops us in order.
         process = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     _wait_until_listening(name, process, port, log_path)
     return LocalService(name=name, url="", process=process, log_path=log_path)
@@ -140,11 +155,16 @@ def start_redis(log_dir: Path | None = None, port: int | None = None) -> LocalSe
         "redis",
         [
             redis_server_binary(),
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(workdir),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
         ],
         port,
         log_dir,

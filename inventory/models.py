@@ -13,7 +13,9 @@ class Product(models.Model):
 
     class Meta:
         ordering = ["sku"]
-        constraints = [models.CheckConstraint(condition=Q(price__gte=0), name="product_price_gte_0")]
+        constraints = [
+            models.CheckConstraint(condition=Q(price__gte=0), name="product_price_gte_0")
+        ]
 
     def __str__(self) -> str:
         return f"{self.sku} ({self.name})"

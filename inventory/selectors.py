@@ -1,6 +1,7 @@
 from collections.abc import Iterable
 
 from django.db.models import F, QuerySet
+from django.db.models.functions import Coalesce
 
 from inventory.models import Product, Reservation
 
@@ -10,7 +11,7 @@ def product_list_available() -> QuerySet[Product]:
     return (
         Product.objects.filter(active=True)
         .select_related("stock")
-        .annotate(available=F("stock__on_hand") - F("stock__reserved"))
+        .annotate(available=Coalesce(F("stock__on_hand") - F("stock__reserved"), 0))
         .order_by("sku")
     )
 

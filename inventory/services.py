@@ -47,7 +47,9 @@ def stock_reserve_for_order(
     products = {p.sku: p for p in Product.objects.filter(sku__in=wanted)}
     unknown = sorted(sku for sku in wanted if sku not in products or not products[sku].active)
     if unknown:
-        return ReservationOutcome(reserved=False, reason="unknown_or_inactive", short_skus=tuple(unknown))
+        return ReservationOutcome(
+            reserved=False, reason="unknown_or_inactive", short_skus=tuple(unknown)
+        )
     stock = _locked_stock([p.pk for p in products.values()])
     short = sorted(
         sku

@@ -206,7 +206,8 @@ class ConsumerRunner:
     def _dead_letter(self, message: Message, exc: BaseException, attempts: int) -> None:
         logical = self._physical_to_logical.get(message.topic(), message.topic())
         dlq_topic = topic_name(f"{logical}.dlq")
-        headers = list(message.headers() or []) + [
+        headers = [
+            *(message.headers() or []),
             ("dlq.original_topic", message.topic().encode()),
             ("dlq.original_partition", str(message.partition()).encode()),
             ("dlq.original_offset", str(message.offset()).encode()),

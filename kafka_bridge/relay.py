@@ -6,6 +6,7 @@ and a row is published once in normal operation. After a crash between produce a
 the rows are published again; consumers are idempotent by event id.
 """
 
+import contextlib
 import json
 import logging
 import time
@@ -71,9 +72,7 @@ class OutboxRelay:
                     key=row.key.encode(),
                     value=json.dumps(row.envelope, separators=(",", ":")).encode(),
                     headers=message_headers(row),
-                    on_delivery=lambda err, msg, row_id=row.id: self._on_delivery(
-                        row_id, err, msg
-                    ),
+                    on_delivery=lambda err, msg, row_id=row.id: self._on_delivery(row_id, err, msg),
                 )
             if rows or self._in_flight:
                 self.producer.flush(self.flush_timeout)
@@ -150,8 +149,6 @@ class WakeSignal:
 
     def close(self) -> None:
         if self._pubsub is not None:
-            try:
+            with contextlib.suppress(redis.RedisError):
                 self._pubsub.close()
-            except redis.RedisError:
-                pass
             self._pubsub = None

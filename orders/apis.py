@@ -36,6 +36,10 @@ class OrderOutputSerializer(serializers.Serializer):
 class OrderCollectionApi(APIView):
     """`/api/orders/`: GET lists the caller's own orders (paginated), POST creates one."""
 
+    # Declared on the view (not only instantiated in `get`) so the OpenAPI schema documents
+    # the paginated envelope the list really returns.
+    pagination_class = PageNumberPagination
+
     class InputSerializer(serializers.Serializer):
         class ItemSerializer(serializers.Serializer):
             sku = serializers.CharField(max_length=64)
@@ -91,10 +95,9 @@ class OrderCollectionApi(APIView):
             response["Idempotent-Replayed"] = "true"
         return response
 
-
     @extend_schema(operation_id="orders_list", responses={200: OrderOutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        paginator = PageNumberPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(
             order_list_for_customer(customer=request.user), request, view=self
         )

@@ -13,5 +13,9 @@ def on_inventory_reserved(event: Event) -> None:
 def on_inventory_failed(event: Event) -> None:
     payload = event.payload
     assert isinstance(payload, InventoryFailedV1)
-    reason = f"{payload.reason}: {', '.join(payload.short_skus)}" if payload.short_skus else payload.reason
+    reason = (
+        f"{payload.reason}: {', '.join(payload.short_skus)}"
+        if payload.short_skus
+        else payload.reason
+    )
     order_mark_rejected(order_id=payload.order_id, reason=reason[:200])

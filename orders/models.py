@@ -19,7 +19,8 @@ class Order(models.Model):
     total = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
     # Client-chosen key that makes a retried POST return this order instead of a new one.
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    # NULL (not "") for "no key": the partial unique constraint below ignores NULLs.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     request_fingerprint = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -78,7 +78,10 @@ def _provision(services: ServiceSet) -> None:
         return docker
 
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        services.kafka_bootstrap, services.kafka_source = os.environ["KAFKA_BOOTSTRAP_SERVERS"], "env"
+        services.kafka_bootstrap, services.kafka_source = (
+            os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+            "env",
+        )
     elif use_docker():
         from testcontainers.kafka import KafkaContainer
 
@@ -122,7 +125,8 @@ def _provision(services: ServiceSet) -> None:
         )
         services.database_source = "testcontainers"
     elif port_open("127.0.0.1", 5432):
-        services.database_url = "postgres://postgres@127.0.0.1:5432/ecommerce"
+        # A name per run: concurrent runs on one machine get separate test databases.
+        services.database_url = f"postgres://postgres@127.0.0.1:5432/ecommerce_{os.getpid()}"
         services.database_source = "local postgres"
     else:
         raise LocalServiceError(

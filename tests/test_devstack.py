@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from ecommerce.localservices import free_port
-from testing.processes import REPO_ROOT
+from ecommerce.workers import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -50,11 +50,12 @@ def test_redelivered_events_change_nothing(pipeline, redis_flushed):
     message_reproduce(reserved)
 
     # Then every consumer recognises them as duplicates and nothing changes
-    for event in (created, reserved):
+    # orders.created has one consumer (inventory); inventory.reserved has two.
+    for event, consumers in ((created, 1), (reserved, 2)):
         event_id = json.loads(event.value())["event_id"]
         wait_until(
-            lambda event_id=event_id: pipeline.logs().count(f"duplicate event {event_id}") >= (
-                1 if event is created else 2
+            lambda event_id=event_id, consumers=consumers: (
+                pipeline.logs().count(f"duplicate event {event_id}") >= consumers
             ),
             timeout=30,
             message=f"duplicate of {event_id} seen",
@@ -131,10 +132,14 @@ def test_consumer_killed_before_offset_commit_has_no_second_effect(pipeline, red
     wait_until(lambda: f"duplicate event {event_id}" in survivor.log(), timeout=60)
     assert Reservation.objects.filter(order_id=order_id).count() == 1
     assert StockLevel.objects.get(product=product).reserved == 2
-    assert OutboxEvent.objects.filter(aggregate_id=order_id, event_type="inventory.reserved").count() == 1
+    assert (
+        OutboxEvent.objects.filter(aggregate_id=order_id, event_type="inventory.reserved").count()
+        == 1
+    )
     wait_until(
-        lambda: committed_offset(group, created.topic(), created.partition())
-        == created.offset() + 1,
+        lambda: (
+            committed_offset(group, created.topic(), created.partition()) == created.offset() + 1
+        ),
         timeout=30,
         message="offset committed after redelivery",
     )

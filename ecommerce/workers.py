@@ -1,8 +1,7 @@
-"""Run the pipeline's real worker processes (relay, consumers) from tests."""
+"""Run the pipeline's worker processes (relay, consumers) as children: tests and the bench."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -110,3 +109,22 @@ class Pipeline:
 
     def logs(self) -> str:
         return "\n".join(f"===== {w.name} =====\n{w.log()}" for w in self.workers)
+
+
+def current_database_url() -> str:
+    """A DATABASE_URL for child processes that reaches the database this process uses
+    (under pytest, the test database rather than the configured one)."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    credentials = quote(db["USER"] or "")
+    if db["PASSWORD"]:
+        credentials += ":" + quote(db["PASSWORD"])
+    host = f"{credentials}@{db['HOST'] or 'localhost'}"
+    if db["PORT"]:
+        host += f":{db['PORT']}"
+    return f"postgres://{host}/{db['NAME']}"

@@ -1,0 +1,138 @@
+"""Read-only admin for the outbox and the consumers' processed-event log.
+
+Nothing here writes: outbox rows are written by services and published by the relay,
+processed-event rows are written by consumers. RelayLock is internal and not registered.
+
+The two mixins below are shared by the other apps' admins (kafka_bridge is the app every
+other app already depends on).
+"""
+
+import json
+import uuid
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.timesince import timesince
+
+from kafka_bridge.models import OutboxEvent, ProcessedEvent
+
+
+class ReadOnlyAdminMixin:
+    """View-only admin: rows are written by services and consumers, never by hand."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def _parse_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value.strip())
+    except ValueError:
+        return None
+
+
+class ExactUUIDSearchMixin:
+    """A pasted UUID finds rows by an exact (indexed) match on `uuid_search_fields`, in
+    addition to whatever the ordinary `search_fields` match."""
+
+    uuid_search_fields: tuple[str, ...] = ()
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        results, may_have_duplicates = super().get_search_results(  # type: ignore[misc]
+            request, queryset, search_term
+        )
+        value = _parse_uuid(search_term) if search_term else None
+        if value is None or not self.uuid_search_fields:
+            return results, may_have_duplicates
+        exact = queryset.filter(
+            Q.create([(field, value) for field in self.uuid_search_fields], connector=Q.OR)
+        )
+        if not self.get_search_fields(request):  # type: ignore[attr-defined]
+            return exact, may_have_duplicates
+        return results | exact, may_have_duplicates
+
+
+class PublishedFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "published"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("published", "Published"), ("pending", "Pending")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> QuerySet:
+        if self.value() == "published":
+            return queryset.filter(published_at__isnull=False)
+        if self.value() == "pending":
+            return queryset.filter(published_at__isnull=True)
+        return queryset
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin):
+    list_display = (
+        "event_type",
+        "aggregate_id",
+        "key",
+        "status",
+        "age",
+        "attempts",
+        "created_at",
+        "published_at",
+    )
+    list_filter = (PublishedFilter, "event_type")
+    search_fields = ("aggregate_id__exact", "correlation_id__exact")
+    uuid_search_fields = ("event_id",)
+    search_help_text = "An exact event id, aggregate id (e.g. an order id) or correlation id."
+    ordering = ("-id",)
+    # The outbox is an ever-growing audit log: skip the unfiltered COUNT(*).
+    show_full_result_count = False
+    fieldsets = (
+        (None, {"fields": ("event_id", "event_type", "schema_version", "topic", "key")}),
+        ("Tracing", {"fields": ("aggregate_id", "correlation_id")}),
+        (
+            "Delivery",
+            {"fields": ("status", "attempts", "last_error", "created_at", "published_at", "age")},
+        ),
+        ("Envelope", {"fields": ("envelope_pretty",)}),
+    )
+    readonly_fields = ("status", "age", "envelope_pretty")
+
+    @admin.display(description="status", ordering="published_at")
+    def status(self, obj: OutboxEvent) -> str:
+        return "published" if obj.is_published else "pending"
+
+    @admin.display(description="age", ordering="-created_at")
+    def age(self, obj: OutboxEvent) -> str:
+        return timesince(obj.created_at, timezone.now())
+
+    @admin.display(description="envelope")
+    def envelope_pretty(self, obj: OutboxEvent) -> SafeString:
+        return format_html(
+            '<pre style="white-space: pre-wrap; margin: 0">{}</pre>',
+            json.dumps(obj.envelope, indent=2, ensure_ascii=False),
+        )
+
+
+@admin.register(ProcessedEvent)
+class ProcessedEventAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin):
+    list_display = ("consumer_group", "event_id", "event_type", "processed_at")
+    list_filter = ("consumer_group", "event_type")
+    search_fields = ("consumer_group",)
+    uuid_search_fields = ("event_id",)
+    search_help_text = "An exact event id, or part of a consumer group name."
+    date_hierarchy = "processed_at"
+    ordering = ("-processed_at",)
+    show_full_result_count = False
