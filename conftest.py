@@ -17,8 +17,19 @@ def kafka_namespace(settings) -> str:  # type: ignore[no-untyped-def]
     return namespace
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed
+    return report
+
+
+CALL_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
-def pipeline(transactional_db, kafka_namespace: str, tmp_path: Path) -> Iterator[Pipeline]:  # type: ignore[no-untyped-def]
+def pipeline(request, transactional_db, kafka_namespace: str, tmp_path: Path) -> Iterator[Pipeline]:  # type: ignore[no-untyped-def]
     """Real worker processes against the test database; stopped with SIGTERM afterwards,
     and every one of them must exit 0 (graceful shutdown is part of every test)."""
     import os
@@ -30,6 +41,7 @@ def pipeline(transactional_db, kafka_namespace: str, tmp_path: Path) -> Iterator
         **os.environ,
         "DATABASE_URL": current_database_url(),
         "KAFKA_NAMESPACE": kafka_namespace,
+        "CELERY_TASK_DEFAULT_QUEUE": f"{kafka_namespace}celery",
         "PYTHONUNBUFFERED": "1",
     }
     processes = Pipeline(env=env, log_dir=tmp_path)
@@ -37,5 +49,7 @@ def pipeline(transactional_db, kafka_namespace: str, tmp_path: Path) -> Iterator
         yield processes
     finally:
         codes = processes.stop()
+        if request.node.stash.get(CALL_FAILED, False):
+            print(processes.logs()[-20000:])  # shown by pytest under "Captured stdout"
     bad = {name: code for name, code in codes.items() if code != 0}
     assert not bad, f"workers did not exit cleanly: {bad}\n{processes.logs()[-6000:]}"

@@ -174,7 +174,24 @@ ORDERS = {
     "CURRENCY": env.str("ORDERS_CURRENCY", default="EUR"),
     "MAX_LINES": env.int("ORDERS_MAX_LINES", default=100),
     "MAX_QUANTITY_PER_LINE": env.int("ORDERS_MAX_QUANTITY_PER_LINE", default=1000),
+    # Expiry (Celery beat): orders stuck in these statuses longer than this are expired.
+    "PENDING_TIMEOUT_SECONDS": env.int("ORDERS_PENDING_TIMEOUT_SECONDS", default=15 * 60),
+    "RESERVED_TIMEOUT_SECONDS": env.int("ORDERS_RESERVED_TIMEOUT_SECONDS", default=30 * 60),
+    "EXPIRY_SWEEP_SECONDS": env.float("ORDERS_EXPIRY_SWEEP_SECONDS", default=60.0),
+    "DEFAULT_CARRIER": env.str("ORDERS_DEFAULT_CARRIER", default="DHL"),
 }
+
+# The payment provider: a dotted path and its keyword options. The fake provider declines
+# the token "tok_decline" and amounts above PAYMENTS_FAKE_DECLINE_ABOVE.
+PAYMENTS = {
+    "GATEWAY": env.str("PAYMENTS_GATEWAY", default="orders.payments.FakePaymentGateway"),
+    "OPTIONS": {"decline_above": env.str("PAYMENTS_FAKE_DECLINE_ABOVE", default="10000")},
+}
+
+# --- E-mail -----------------------------------------------------------------------------
+# Console in development; SMTP by configuration (EMAIL_URL=smtp://user:pass@host:587).
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="shop@example.com")
 
 # --- Celery -----------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
@@ -183,6 +200,19 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Tests give each pipeline its own queue, as they give it its own Kafka namespace.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "orders-expire-stale": {
+        "task": "orders.tasks.orders_expire_stale",
+        "schedule": ORDERS["EXPIRY_SWEEP_SECONDS"],
+    },
+    "notifications-deliver-pending": {
+        "task": "notifications.tasks.notifications_deliver_pending",
+        "schedule": env.float("NOTIFICATIONS_SWEEP_SECONDS", default=60.0),
+    },
+}
 
 # --- Logging ----------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -23,7 +23,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, str(REPO_ROOT / "manage.py"), *self.argv],
+            self.argv,
             env=self.env,
             cwd=REPO_ROOT,
             stdout=log,
@@ -75,10 +75,56 @@ class Pipeline:
     workers: list[WorkerProcess] = field(default_factory=list)
 
     def start(self, *argv: str, label: str | None = None, **env: str) -> WorkerProcess:
-        label = label or "-".join(argv).replace("run_", "")
+        """Start `manage.py <argv>`."""
+        return self._start(
+            [sys.executable, str(REPO_ROOT / "manage.py"), *argv],
+            label=label or "-".join(argv).replace("run_", ""),
+            **env,
+        )
+
+    def celery_worker(self, **env: str) -> WorkerProcess:
+        """A Celery worker (solo pool: one task at a time, no forking)."""
+        return self._start(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "ecommerce",
+                "worker",
+                "--pool=solo",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "INFO",
+            ],
+            label="celery-worker",
+            **env,
+        )
+
+    def celery_beat(self, *, schedule_file: Path, **env: str) -> WorkerProcess:
+        return self._start(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "ecommerce",
+                "beat",
+                "-l",
+                "INFO",
+                "--schedule",
+                str(schedule_file),
+            ],
+            label="celery-beat",
+            **env,
+        )
+
+    def _start(self, argv: list[str], *, label: str, **env: str) -> WorkerProcess:
         worker = WorkerProcess(
             name=label,
-            argv=list(argv),
+            argv=argv,
             env={**self.env, **env},
             log_path=self.log_dir / f"{label}-{len(self.workers)}.log",
         )
@@ -97,6 +143,7 @@ class Pipeline:
         self.relay()
         for name in CONSUMERS:
             self.consumer(name)
+        self.celery_worker()
 
     def stop(self) -> dict[str, int]:
         codes = {}

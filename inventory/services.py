@@ -65,9 +65,9 @@ def stock_reserve_for_order(
     return ReservationOutcome(reserved=True)
 
 
-@transaction.atomic
-def stock_release_for_order(*, order_id: uuid.UUID) -> int:
-    """Give back the active reservations of an order; return how many were released."""
+def _reservations_settle(*, order_id: uuid.UUID, status: str, consume: bool) -> int:
+    """Close an order's active reservations: units go back to available (release) or
+    leave on-hand stock (consume, at shipping). Idempotent: closed ones are skipped."""
     reservations = list(
         Reservation.objects.select_for_update()
         .filter(order_id=order_id, status=Reservation.Status.ACTIVE)
@@ -77,12 +77,30 @@ def stock_release_for_order(*, order_id: uuid.UUID) -> int:
         return 0
     _locked_stock([r.product_id for r in reservations])
     for reservation in reservations:
+        quantity = reservation.quantity
         StockLevel.objects.filter(product_id=reservation.product_id).update(
-            reserved=F("reserved") - reservation.quantity
+            reserved=F("reserved") - quantity,
+            on_hand=F("on_hand") - quantity if consume else F("on_hand"),
         )
-        reservation.status = Reservation.Status.RELEASED
+        reservation.status = status
         reservation.save(update_fields=["status", "updated_at"])
     return len(reservations)
+
+
+@transaction.atomic
+def stock_release_for_order(*, order_id: uuid.UUID) -> int:
+    """Give back the active reservations of an order; return how many were released."""
+    return _reservations_settle(
+        order_id=order_id, status=Reservation.Status.RELEASED, consume=False
+    )
+
+
+@transaction.atomic
+def stock_commit_for_order(*, order_id: uuid.UUID) -> int:
+    """Shipping consumes the reservation: on-hand and reserved both drop."""
+    return _reservations_settle(
+        order_id=order_id, status=Reservation.Status.COMMITTED, consume=True
+    )
 
 
 @transaction.atomic

@@ -60,6 +60,57 @@ class InventoryFailedV1(Payload):
     short_skus: list[str] = []
 
 
+class OrderRef(Payload):
+    """Fields every order-saga event carries."""
+
+    order_id: uuid.UUID
+    customer_id: int
+
+
+class PaymentProcessedV1(OrderRef):
+    payment_id: uuid.UUID
+    amount: Decimal
+    currency: str
+    provider_reference: str
+
+
+class PaymentFailedV1(OrderRef):
+    amount: Decimal
+    currency: str
+    reason: str
+
+
+class PaymentRefundedV1(OrderRef):
+    payment_id: uuid.UUID
+    amount: Decimal
+    currency: str
+    provider_reference: str
+
+
+class OrderStatusChangedV1(OrderRef):
+    """One schema for every order transition; the event type names the new status."""
+
+    previous_status: str
+    status: str
+    reason: str = ""
+    actor: str = "system"  # "customer", "staff" or "system"
+    tracking_number: str = ""
+    carrier: str = ""
+
+
+# Every order transition is published as `orders.<new status>`, on the orders topic.
+ORDER_TRANSITION_EVENTS = (
+    "orders.reserved",
+    "orders.rejected",
+    "orders.paid",
+    "orders.payment_failed",
+    "orders.shipped",
+    "orders.delivered",
+    "orders.cancelled",
+    "orders.expired",
+)
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
@@ -75,8 +126,15 @@ EVENT_TYPES: dict[str, EventType] = {
     event_type.name: event_type
     for event_type in [
         EventType("orders.created", topic="orders", versions={1: OrderCreatedV1}),
+        EventType("payments.processed", topic="payments", versions={1: PaymentProcessedV1}),
+        EventType("payments.failed", topic="payments", versions={1: PaymentFailedV1}),
+        EventType("payments.refunded", topic="payments", versions={1: PaymentRefundedV1}),
         EventType("inventory.reserved", topic="inventory", versions={1: InventoryReservedV1}),
         EventType("inventory.failed", topic="inventory", versions={1: InventoryFailedV1}),
+    ]
+    + [
+        EventType(name, topic="orders", versions={1: OrderStatusChangedV1})
+        for name in ORDER_TRANSITION_EVENTS
     ]
 }
 

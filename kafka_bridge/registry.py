@@ -10,7 +10,7 @@ from functools import cached_property
 
 from django.utils.module_loading import import_string
 
-from kafka_bridge.contracts import EVENT_TYPES, Event
+from kafka_bridge.contracts import EVENT_TYPES, ORDER_TRANSITION_EVENTS, Event
 
 Handler = Callable[[Event], None]
 
@@ -36,20 +36,28 @@ CONSUMERS: dict[str, ConsumerSpec] = {
     for spec in [
         ConsumerSpec(
             name="inventory",
-            handler_paths={"orders.created": "inventory.consumers.on_order_created"},
+            handler_paths={
+                "orders.created": "inventory.consumers.on_order_created",
+                "orders.cancelled": "inventory.consumers.on_order_ended_unshipped",
+                "orders.expired": "inventory.consumers.on_order_ended_unshipped",
+                "orders.shipped": "inventory.consumers.on_order_shipped",
+            },
         ),
         ConsumerSpec(
             name="orders",
             handler_paths={
                 "inventory.reserved": "orders.consumers.on_inventory_reserved",
                 "inventory.failed": "orders.consumers.on_inventory_failed",
+                "payments.processed": "orders.consumers.on_payment_processed",
+                "payments.failed": "orders.consumers.on_payment_failed",
+                "orders.cancelled": "orders.consumers.on_order_cancelled",
             },
         ),
         ConsumerSpec(
             name="notifications",
             handler_paths={
-                "inventory.reserved": "notifications.consumers.on_inventory_reserved",
-                "inventory.failed": "notifications.consumers.on_inventory_failed",
+                name: "notifications.consumers.on_order_status_changed"
+                for name in ORDER_TRANSITION_EVENTS
             },
         ),
     ]

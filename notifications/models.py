@@ -6,6 +6,12 @@ class Notification(models.Model):
     class Kind(models.TextChoices):
         ORDER_CONFIRMED = "order_confirmed", "Order confirmed"
         OUT_OF_STOCK = "out_of_stock", "Out of stock"
+        PAYMENT_RECEIVED = "payment_received", "Payment received"
+        PAYMENT_FAILED = "payment_failed", "Payment failed"
+        SHIPPED = "shipped", "Shipped"
+        DELIVERED = "delivered", "Delivered"
+        CANCELLED = "cancelled", "Cancelled"
+        EXPIRED = "expired", "Expired"
 
     class Channel(models.TextChoices):
         EMAIL = "email", "E-mail"
@@ -25,6 +31,7 @@ class Notification(models.Model):
     body = models.TextField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
     # The event that caused this notification; unique so a redelivery cannot add a second.
     event_id = models.UUIDField()
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

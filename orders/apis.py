@@ -1,17 +1,27 @@
 import uuid
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ecommerce.api_errors import ApiDomainError
-from orders.selectors import order_get_for_customer, order_list_for_customer
-from orders.services import IdempotencyKeyReused, OrderItemInput, order_create
+from orders.models import Order
+from orders.selectors import order_get_for_customer, order_list_for_customer, order_timeline
+from orders.services import (
+    IdempotencyKeyReused,
+    OrderItemInput,
+    order_cancel,
+    order_create,
+    order_deliver,
+    order_ship,
+)
+from orders.status import InvalidOrderTransition
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -28,9 +38,38 @@ class OrderOutputSerializer(serializers.Serializer):
     status_reason = serializers.CharField()
     total = serializers.DecimalField(max_digits=12, decimal_places=2)
     currency = serializers.CharField()
+
+    class PaymentSerializer(serializers.Serializer):
+        status = serializers.CharField()
+        amount = serializers.DecimalField(max_digits=12, decimal_places=2)
+        failure_reason = serializers.CharField()
+
+    class ShipmentSerializer(serializers.Serializer):
+        carrier = serializers.CharField()
+        tracking_number = serializers.CharField()
+        shipped_at = serializers.DateTimeField()
+        delivered_at = serializers.DateTimeField(allow_null=True)
+
     items = LineSerializer(source="lines", many=True)
+    payment = PaymentSerializer(allow_null=True, default=None)
+    shipment = ShipmentSerializer(allow_null=True, default=None)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+
+class OrderDetailOutputSerializer(OrderOutputSerializer):
+    class TimelineEntrySerializer(serializers.Serializer):
+        event_id = serializers.UUIDField()
+        event_type = serializers.CharField()
+        occurred_at = serializers.DateTimeField(source="created_at")
+        correlation_id = serializers.CharField()
+        published = serializers.BooleanField(source="is_published")
+
+    timeline = serializers.SerializerMethodField()
+
+    @extend_schema_field(TimelineEntrySerializer(many=True))
+    def get_timeline(self, order) -> list[dict]:  # type: ignore[no-untyped-def]
+        return self.TimelineEntrySerializer(order_timeline(order_id=order.id), many=True).data
 
 
 class OrderCollectionApi(APIView):
@@ -46,6 +85,14 @@ class OrderCollectionApi(APIView):
             quantity = serializers.IntegerField(
                 min_value=1, max_value=settings.ORDERS["MAX_QUANTITY_PER_LINE"]
             )
+
+        payment_token = serializers.CharField(
+            max_length=100,
+            required=False,
+            default="",
+            allow_blank=True,
+            help_text="Opaque token from the payment form (fake provider: tok_decline declines).",
+        )
 
         items = ItemSerializer(
             many=True, allow_empty=False, max_length=settings.ORDERS["MAX_LINES"]
@@ -84,6 +131,7 @@ class OrderCollectionApi(APIView):
                 customer=request.user,
                 items=[OrderItemInput(**item) for item in serializer.validated_data["items"]],
                 idempotency_key=key,
+                payment_token=serializer.validated_data["payment_token"],
             )
         except IdempotencyKeyReused:
             raise ApiDomainError(
@@ -104,10 +152,79 @@ class OrderCollectionApi(APIView):
         return paginator.get_paginated_response(OrderOutputSerializer(page, many=True).data)
 
 
+def _order_of_caller(request: Request, order_id: uuid.UUID) -> Order:
+    order = order_get_for_customer(customer=request.user, order_id=order_id)
+    if order is None:
+        raise NotFound("No such order.")
+    return order
+
+
+def _conflict(exc: InvalidOrderTransition) -> ApiDomainError:
+    return ApiDomainError(
+        {"detail": str(exc), "status": exc.current}, status_code=status.HTTP_409_CONFLICT
+    )
+
+
 class OrderDetailApi(APIView):
-    @extend_schema(operation_id="orders_retrieve", responses={200: OrderOutputSerializer})
+    @extend_schema(operation_id="orders_retrieve", responses={200: OrderDetailOutputSerializer})
     def get(self, request: Request, order_id: uuid.UUID) -> Response:
-        order = order_get_for_customer(customer=request.user, order_id=order_id)
-        if order is None:
-            raise NotFound("No such order.")
-        return Response(OrderOutputSerializer(order).data)
+        order = _order_of_caller(request, order_id)
+        return Response(OrderDetailOutputSerializer(order).data)
+
+
+class OrderCancelApi(APIView):
+    """The customer cancels an own order; allowed until it ships (then 409)."""
+
+    @extend_schema(
+        operation_id="orders_cancel", request=None, responses={200: OrderDetailOutputSerializer}
+    )
+    def post(self, request: Request, order_id: uuid.UUID) -> Response:
+        order = _order_of_caller(request, order_id)
+        try:
+            order = order_cancel(order_id=order.id, actor="customer")
+        except InvalidOrderTransition as exc:
+            raise _conflict(exc) from None
+        return Response(OrderDetailOutputSerializer(order).data)
+
+
+class OrderShipApi(APIView):
+    """Staff: hand a paid order to the carrier (creates the shipment and tracking number)."""
+
+    permission_classes = [IsAdminUser]
+
+    class InputSerializer(serializers.Serializer):
+        carrier = serializers.CharField(max_length=50, required=False, default="")
+
+    @extend_schema(
+        operation_id="orders_ship",
+        request=InputSerializer,
+        responses={200: OrderDetailOutputSerializer},
+    )
+    def post(self, request: Request, order_id: uuid.UUID) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            order = order_ship(order_id=order_id, carrier=serializer.validated_data["carrier"])
+        except Order.DoesNotExist:
+            raise NotFound("No such order.") from None
+        except InvalidOrderTransition as exc:
+            raise _conflict(exc) from None
+        return Response(OrderDetailOutputSerializer(order).data)
+
+
+class OrderDeliverApi(APIView):
+    """Staff: record that the carrier delivered a shipped order."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        operation_id="orders_deliver", request=None, responses={200: OrderDetailOutputSerializer}
+    )
+    def post(self, request: Request, order_id: uuid.UUID) -> Response:
+        try:
+            order = order_deliver(order_id=order_id)
+        except Order.DoesNotExist:
+            raise NotFound("No such order.") from None
+        except InvalidOrderTransition as exc:
+            raise _conflict(exc) from None
+        return Response(OrderDetailOutputSerializer(order).data)

@@ -3,6 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from orders.status import OrderStatus
 
@@ -16,12 +17,15 @@ class Order(models.Model):
         max_length=20, choices=OrderStatus.choices, default=OrderStatus.PENDING, db_index=True
     )
     status_reason = models.CharField(max_length=200, blank=True)
+    status_changed_at = models.DateTimeField(default=timezone.now, db_index=True)
     total = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
     # Client-chosen key that makes a retried POST return this order instead of a new one.
     # NULL (not "") for "no key": the partial unique constraint below ignores NULLs.
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     request_fingerprint = models.CharField(max_length=64, blank=True)
+    # Opaque token from the client's payment form; never a card number.
+    payment_token = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -61,3 +65,62 @@ class OrderLine(models.Model):
     @property
     def line_total(self):  # type: ignore[no-untyped-def]
         return self.unit_price * self.quantity
+
+
+class Payment(models.Model):
+    """The charge of one order: at most one per order, refunded at most once."""
+
+    class Status(models.TextChoices):
+        CAPTURED = "captured", "Captured"
+        FAILED = "failed", "Failed"
+        REFUNDED = "refunded", "Refunded"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="payment")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=20, choices=Status.choices)
+    provider = models.CharField(max_length=50)
+    provider_reference = models.CharField(max_length=100, blank=True)
+    failure_reason = models.CharField(max_length=200, blank=True)
+    refund_reference = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} for {self.order_id} ({self.status})"
+
+
+class FakeGatewayTransaction(models.Model):
+    """The fake payment provider's own ledger (stands in for the provider's records).
+
+    Keyed by the idempotency key we send, like a real provider: a retried call returns
+    the first result and never moves money twice. Tests count rows here to prove it.
+    """
+
+    class Kind(models.TextChoices):
+        CHARGE = "charge", "Charge"
+        REFUND = "refund", "Refund"
+
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    reference = models.CharField(max_length=100)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    succeeded = models.BooleanField()
+    decline_reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.reference} ({'ok' if self.succeeded else 'declined'})"
+
+
+class Shipment(models.Model):
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="shipment")
+    carrier = models.CharField(max_length=50)
+    tracking_number = models.CharField(max_length=50, unique=True)
+    shipped_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.carrier} {self.tracking_number}"

@@ -1,15 +1,40 @@
 import uuid
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
+from kafka_bridge.models import OutboxEvent
 from orders.models import Order
+from orders.status import OrderStatus
 
 
 def order_list_for_customer(*, customer: AbstractBaseUser) -> QuerySet[Order]:
     """A customer's own orders, newest first; nobody else's are ever in it."""
-    return Order.objects.filter(customer=customer).prefetch_related("lines").order_by("-created_at")
+    return (
+        Order.objects.filter(customer=customer)
+        .select_related("payment", "shipment")
+        .prefetch_related("lines")
+        .order_by("-created_at")
+    )
 
 
 def order_get_for_customer(*, customer: AbstractBaseUser, order_id: uuid.UUID) -> Order | None:
     return order_list_for_customer(customer=customer).filter(id=order_id).first()
+
+
+def order_list_stale(*, now: datetime) -> QuerySet[Order]:
+    """Orders stuck too long: pending (stock never answered) or reserved (payment never
+    came), by the timeouts in settings.ORDERS."""
+    pending_cutoff = now - timedelta(seconds=settings.ORDERS["PENDING_TIMEOUT_SECONDS"])
+    reserved_cutoff = now - timedelta(seconds=settings.ORDERS["RESERVED_TIMEOUT_SECONDS"])
+    return Order.objects.filter(
+        Q(status=OrderStatus.PENDING, status_changed_at__lt=pending_cutoff)
+        | Q(status=OrderStatus.RESERVED, status_changed_at__lt=reserved_cutoff)
+    ).order_by("status_changed_at")
+
+
+def order_timeline(*, order_id: uuid.UUID) -> QuerySet[OutboxEvent]:
+    """Every event recorded about an order, oldest first: the saga as it happened."""
+    return OutboxEvent.objects.filter(aggregate_id=str(order_id)).order_by("id")

@@ -7,17 +7,20 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from inventory.selectors import products_by_sku
-from kafka_bridge.contracts import OrderCreatedV1, OrderItem
+from kafka_bridge.contracts import OrderCreatedV1, OrderItem, OrderStatusChangedV1
 from kafka_bridge.outbox import outbox_event_record
-from orders.models import Order, OrderLine
+from orders.models import Order, OrderLine, Shipment
+from orders.selectors import order_list_stale
 from orders.status import InvalidOrderTransition, OrderStatus, status_transition_check
 
 logger = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ def order_create(
     customer: AbstractBaseUser,
     items: Sequence[OrderItemInput],
     idempotency_key: str | None = None,
+    payment_token: str = "",
 ) -> tuple[Order, bool]:
     """Create a pending order and its `orders.created` event; return (order, created).
 
@@ -79,6 +83,7 @@ def order_create(
                 currency=settings.ORDERS["CURRENCY"],
                 idempotency_key=idempotency_key or None,
                 request_fingerprint=fingerprint,
+                payment_token=payment_token,
             )
     except IntegrityError:
         # A concurrent request with the same key won the race: answer with its order.
@@ -117,31 +122,165 @@ def order_create(
     return order, True
 
 
-def _order_transition(*, order_id: uuid.UUID, target: str, reason: str = "") -> Order | None:
-    """Move an order to `target` under a row lock. An event that no longer applies (the
-    order moved on) is logged and ignored: redelivery and reordering are normal."""
-    order = Order.objects.select_for_update().filter(id=order_id).first()
+def _order_locked(order_id: uuid.UUID) -> Order | None:
+    return Order.objects.select_for_update().filter(id=order_id).first()
+
+
+def _order_transition(
+    order: Order,
+    *,
+    target: str,
+    reason: str = "",
+    actor: str = "system",
+    causation_id: uuid.UUID | None = None,
+    shipment: Shipment | None = None,
+) -> Order:
+    """Move a locked order to `target` and record `orders.<target>`; raise
+    InvalidOrderTransition if the status machine forbids it."""
+    status_transition_check(current=order.status, target=target)
+    previous = order.status
+    order.status = target
+    order.status_reason = reason[:200]
+    order.status_changed_at = timezone.now()
+    order.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
+    outbox_event_record(
+        event_type=f"orders.{target}",
+        aggregate_id=str(order.id),
+        key=str(order.customer_id),
+        causation_id=causation_id,
+        data=OrderStatusChangedV1(
+            order_id=order.id,
+            customer_id=order.customer_id,
+            previous_status=previous,
+            status=target,
+            reason=order.status_reason,
+            actor=actor,
+            tracking_number=shipment.tracking_number if shipment else "",
+            carrier=shipment.carrier if shipment else "",
+        ),
+    )
+    return order
+
+
+def _order_apply_event(
+    *, order_id: uuid.UUID, target: str, reason: str = "", causation_id: uuid.UUID | None = None
+) -> Order | None:
+    """Apply a saga event to an order. An event that no longer applies (the order moved
+    on, e.g. a payment result for a cancelled order) is logged and changes nothing:
+    redelivery and reordering are normal."""
+    order = _order_locked(order_id)
     if order is None:
         logger.warning("order %s not found; %s ignored", order_id, target)
         return None
     if order.status == target:
         return order
     try:
-        status_transition_check(current=order.status, target=target)
+        return _order_transition(order, target=target, reason=reason, causation_id=causation_id)
     except InvalidOrderTransition as exc:
         logger.warning("order %s: %s; event ignored", order_id, exc)
         return order
-    order.status = target
-    order.status_reason = reason
-    order.save(update_fields=["status", "status_reason", "updated_at"])
+
+
+@transaction.atomic
+def order_mark_reserved(
+    *, order_id: uuid.UUID, causation_id: uuid.UUID | None = None
+) -> Order | None:
+    return _order_apply_event(
+        order_id=order_id, target=OrderStatus.RESERVED, causation_id=causation_id
+    )
+
+
+@transaction.atomic
+def order_mark_rejected(
+    *, order_id: uuid.UUID, reason: str, causation_id: uuid.UUID | None = None
+) -> Order | None:
+    return _order_apply_event(
+        order_id=order_id, target=OrderStatus.REJECTED, reason=reason, causation_id=causation_id
+    )
+
+
+@transaction.atomic
+def order_mark_paid(*, order_id: uuid.UUID, causation_id: uuid.UUID | None = None) -> Order | None:
+    return _order_apply_event(order_id=order_id, target=OrderStatus.PAID, causation_id=causation_id)
+
+
+@transaction.atomic
+def order_mark_payment_failed(
+    *, order_id: uuid.UUID, reason: str, causation_id: uuid.UUID | None = None
+) -> Order | None:
+    """payment_failed, then cancelled (compensation: inventory releases on the cancel)."""
+    order = _order_apply_event(
+        order_id=order_id,
+        target=OrderStatus.PAYMENT_FAILED,
+        reason=reason,
+        causation_id=causation_id,
+    )
+    if order is not None and order.status == OrderStatus.PAYMENT_FAILED:
+        _order_transition(
+            order,
+            target=OrderStatus.CANCELLED,
+            reason=f"payment failed: {reason}",
+            causation_id=causation_id,
+        )
     return order
 
 
 @transaction.atomic
-def order_mark_reserved(*, order_id: uuid.UUID) -> Order | None:
-    return _order_transition(order_id=order_id, target=OrderStatus.RESERVED)
+def order_cancel(*, order_id: uuid.UUID, actor: str, reason: str = "") -> Order:
+    """Cancel an order before it ships (customer, staff or system). Raises
+    Order.DoesNotExist or InvalidOrderTransition (e.g. already shipped)."""
+    order = _order_locked(order_id)
+    if order is None:
+        raise Order.DoesNotExist(order_id)
+    return _order_transition(
+        order, target=OrderStatus.CANCELLED, reason=reason or f"cancelled by {actor}", actor=actor
+    )
 
 
 @transaction.atomic
-def order_mark_rejected(*, order_id: uuid.UUID, reason: str) -> Order | None:
-    return _order_transition(order_id=order_id, target=OrderStatus.REJECTED, reason=reason)
+def order_ship(*, order_id: uuid.UUID, carrier: str = "") -> Order:
+    """Staff: hand a paid order to the carrier; stock leaves on-hand when inventory sees
+    `orders.shipped`."""
+    order = _order_locked(order_id)
+    if order is None:
+        raise Order.DoesNotExist(order_id)
+    status_transition_check(current=order.status, target=OrderStatus.SHIPPED)
+    shipment = Shipment.objects.create(
+        order=order,
+        carrier=carrier or settings.ORDERS["DEFAULT_CARRIER"],
+        tracking_number=f"TRK{uuid.uuid4().hex[:12].upper()}",
+    )
+    return _order_transition(order, target=OrderStatus.SHIPPED, actor="staff", shipment=shipment)
+
+
+@transaction.atomic
+def order_deliver(*, order_id: uuid.UUID) -> Order:
+    """Staff: the carrier confirmed delivery."""
+    order = _order_locked(order_id)
+    if order is None:
+        raise Order.DoesNotExist(order_id)
+    status_transition_check(current=order.status, target=OrderStatus.DELIVERED)
+    shipment = Shipment.objects.get(order=order)
+    shipment.delivered_at = timezone.now()
+    shipment.save(update_fields=["delivered_at"])
+    return _order_transition(order, target=OrderStatus.DELIVERED, actor="staff", shipment=shipment)
+
+
+def order_expire_stale(*, now: datetime | None = None) -> list[uuid.UUID]:
+    """Expire orders stuck in pending or reserved beyond their timeouts; each in its own
+    transaction, re-checked under its row lock. Returns the expired order ids."""
+    now = now or timezone.now()
+    expired = []
+    for order_id in list(order_list_stale(now=now).values_list("id", flat=True)):
+        with transaction.atomic():
+            # Re-checked under the lock: the order may have moved on since the scan.
+            order = order_list_stale(now=now).select_for_update().filter(id=order_id).first()
+            if order is None:
+                continue
+            _order_transition(
+                order,
+                target=OrderStatus.EXPIRED,
+                reason=f"no progress while {order.status}",
+            )
+            expired.append(order.id)
+    return expired

@@ -1,8 +1,17 @@
 from django.urls import path
 
-from orders.apis import OrderCollectionApi, OrderDetailApi
+from orders.apis import (
+    OrderCancelApi,
+    OrderCollectionApi,
+    OrderDeliverApi,
+    OrderDetailApi,
+    OrderShipApi,
+)
 
 urlpatterns = [
     path("orders/", OrderCollectionApi.as_view(), name="order-collection"),
     path("orders/<uuid:order_id>/", OrderDetailApi.as_view(), name="order-detail"),
+    path("orders/<uuid:order_id>/cancel/", OrderCancelApi.as_view(), name="order-cancel"),
+    path("orders/<uuid:order_id>/ship/", OrderShipApi.as_view(), name="order-ship"),
+    path("orders/<uuid:order_id>/deliver/", OrderDeliverApi.as_view(), name="order-deliver"),
 ]

@@ -16,7 +16,9 @@ _sequence = count(1)
 
 def customer_create(username: str | None = None) -> AbstractBaseUser:
     username = username or f"customer{next(_sequence)}"
-    return get_user_model().objects.create_user(username=username, password="x-test-password-1")
+    return get_user_model().objects.create_user(
+        username=username, email=f"{username}@example.com", password="x-test-password-1"
+    )
 
 
 def api_client_for(user: AbstractBaseUser) -> APIClient:
@@ -32,4 +34,30 @@ def product_with_stock(
     sku = sku or f"SKU-{next(_sequence):05d}"
     return product_create(
         sku=sku, name=f"Product {sku}", price=Decimal(price), on_hand=on_hand, active=active
+    )
+
+
+def order_place_via_api(
+    customer: AbstractBaseUser,
+    sku: str,
+    quantity: int = 1,
+    *,
+    payment_token: str = "",
+    correlation_id: str | None = None,
+) -> str:
+    """POST an order as `customer`; return its id (fails the test on anything but 201)."""
+    headers = {"HTTP_X_CORRELATION_ID": correlation_id} if correlation_id else {}
+    response = api_client_for(customer).post(
+        "/api/orders/",
+        {"items": [{"sku": sku, "quantity": quantity}], "payment_token": payment_token},
+        format="json",
+        **headers,
+    )
+    assert response.status_code == 201, response.content
+    return str(response.json()["id"])
+
+
+def staff_create(username: str = "staff") -> AbstractBaseUser:
+    return get_user_model().objects.create_user(
+        username=username, password="x-test-password-1", is_staff=True
     )

@@ -16,9 +16,10 @@ from django.utils.html import escape
 
 from inventory.models import Product, Reservation, StockLevel
 from inventory.services import StockRequest, stock_reserve_for_order
+from kafka_bridge.contracts import OrderStatusChangedV1
 from kafka_bridge.models import OutboxEvent, ProcessedEvent, RelayLock
 from notifications.models import Notification
-from notifications.services import notification_create
+from notifications.services import notification_create_for_order_change
 from orders.models import Order
 from orders.services import OrderItemInput, order_create
 from testing.factories import customer_create, product_with_stock
@@ -53,10 +54,13 @@ def world() -> World:
     product = product_with_stock(on_hand=20)
     order, _ = order_create(customer=customer, items=[OrderItemInput(sku=product.sku, quantity=3)])
     stock_reserve_for_order(order_id=order.id, items=[StockRequest(sku=product.sku, quantity=3)])
-    notification = notification_create(
-        customer_id=customer.pk,
-        order_id=order.id,
-        kind=Notification.Kind.ORDER_CONFIRMED,
+    notification = notification_create_for_order_change(
+        change=OrderStatusChangedV1(
+            order_id=order.id,
+            customer_id=customer.pk,
+            previous_status="pending",
+            status="reserved",
+        ),
         event_id=uuid.uuid4(),
     )
     processed = ProcessedEvent.objects.create(

@@ -2,46 +2,31 @@
 
 import pytest
 
-from inventory.models import Reservation, StockLevel
+from inventory.models import Reservation
 from notifications.models import Notification
 from orders.models import Order
-from testing.factories import api_client_for, customer_create, product_with_stock
-from testing.polling import wait_until
+from testing.factories import customer_create, order_place_via_api, product_with_stock
+from testing.saga import stock_of, wait_for_notifications, wait_for_status
 
 pytestmark = pytest.mark.integration
+K = Notification.Kind
 
 
-def _order_status(order_id: str) -> str:
-    return Order.objects.get(id=order_id).status
-
-
-def test_order_is_reserved_and_confirmed(pipeline):
+def test_order_is_reserved_confirmed_and_paid(pipeline):
     # Given a running pipeline, a customer and a product with stock
     pipeline.start_all()
     customer = customer_create()
     product = product_with_stock(on_hand=5)
 
     # When the customer orders 3 units through the API
-    response = api_client_for(customer).post(
-        "/api/orders/", {"items": [{"sku": product.sku, "quantity": 3}]}, format="json"
-    )
+    order_id = order_place_via_api(customer, product.sku, 3)
 
-    # Then the order is accepted as pending, and soon reserved with one confirmation
-    assert response.status_code == 201, response.content
-    assert response.json()["status"] == "pending"
-    order_id = response.json()["id"]
-    wait_until(lambda: _order_status(order_id) == "reserved", timeout=30, message="reserved")
-    wait_until(
-        lambda: Notification.objects.filter(order_id=order_id).exists(),
-        timeout=30,
-        message="notification",
-    )
-    stock = StockLevel.objects.get(product=product)
-    assert (stock.on_hand, stock.reserved) == (5, 3)
+    # Then stock is reserved, the payment taken, and each step notified once, by e-mail
+    wait_for_status(order_id, "paid")
+    wait_for_notifications(order_id, K.ORDER_CONFIRMED, K.PAYMENT_RECEIVED)
+    assert stock_of(product.sku) == (5, 3)
     assert Reservation.objects.get(order_id=order_id).quantity == 3
-    notifications = list(Notification.objects.filter(order_id=order_id))
-    assert [n.kind for n in notifications] == [Notification.Kind.ORDER_CONFIRMED]
-    assert notifications[0].customer == customer
+    assert {n.customer for n in Notification.objects.filter(order_id=order_id)} == {customer}
 
 
 def test_order_beyond_stock_is_rejected_with_out_of_stock_notice(pipeline):
@@ -49,22 +34,10 @@ def test_order_beyond_stock_is_rejected_with_out_of_stock_notice(pipeline):
     customer = customer_create()
     product = product_with_stock(on_hand=2)
 
-    response = api_client_for(customer).post(
-        "/api/orders/", {"items": [{"sku": product.sku, "quantity": 3}]}, format="json"
-    )
+    order_id = order_place_via_api(customer, product.sku, 3)
 
-    assert response.status_code == 201, response.content
-    order_id = response.json()["id"]
-    wait_until(lambda: _order_status(order_id) == "rejected", timeout=30, message="rejected")
-    wait_until(
-        lambda: Notification.objects.filter(order_id=order_id).exists(),
-        timeout=30,
-        message="notification",
-    )
-    order = Order.objects.get(id=order_id)
-    assert product.sku in order.status_reason
-    stock = StockLevel.objects.get(product=product)
-    assert (stock.on_hand, stock.reserved) == (2, 0)
+    wait_for_status(order_id, "rejected")
+    wait_for_notifications(order_id, K.OUT_OF_STOCK)
+    assert product.sku in Order.objects.get(id=order_id).status_reason
+    assert stock_of(product.sku) == (2, 0)
     assert not Reservation.objects.filter(order_id=order_id).exists()
-    kinds = list(Notification.objects.filter(order_id=order_id).values_list("kind", flat=True))
-    assert kinds == [Notification.Kind.OUT_OF_STOCK]

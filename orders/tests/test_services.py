@@ -18,6 +18,8 @@ from orders.services import (
     order_mark_reserved,
 )
 from orders.status import (
+    CANCELLABLE,
+    TERMINAL,
     TRANSITIONS,
     InvalidOrderTransition,
     OrderStatus,
@@ -65,8 +67,24 @@ def test_invalid_transitions_are_refused(current, target):
 
 def test_every_status_has_a_transition_entry():
     assert set(TRANSITIONS) == set(OrderStatus.values)
-    assert TRANSITIONS[OrderStatus.RESERVED] == frozenset()
-    assert TRANSITIONS[OrderStatus.REJECTED] == frozenset()
+    assert {
+        OrderStatus.DELIVERED,
+        OrderStatus.REJECTED,
+        OrderStatus.CANCELLED,
+        OrderStatus.EXPIRED,
+    } == TERMINAL
+
+
+def test_cancellation_is_allowed_until_shipping_and_never_after():
+    assert {
+        OrderStatus.PENDING,
+        OrderStatus.RESERVED,
+        OrderStatus.PAID,
+        OrderStatus.PAYMENT_FAILED,
+    } == CANCELLABLE
+    for status in (OrderStatus.SHIPPED, OrderStatus.DELIVERED):
+        with pytest.raises(InvalidOrderTransition):
+            status_transition_check(current=status, target=OrderStatus.CANCELLED)
 
 
 # --- order_mark_reserved / order_mark_rejected -------------------------------------------

@@ -1,0 +1,49 @@
+"""Celery entry points: thin, idempotent, safe to retry."""
+
+import random
+from datetime import timedelta
+
+from celery import shared_task
+from django.utils import timezone
+
+from notifications.models import Notification
+from notifications.services import (
+    NotificationNotDeliverable,
+    notification_mark_failed,
+    notification_send,
+)
+
+MAX_RETRIES = 5
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES, acks_late=True)
+def notification_deliver(self, notification_id: int) -> str:  # type: ignore[no-untyped-def]
+    try:
+        notification = notification_send(notification_id=notification_id)
+    except NotificationNotDeliverable as exc:
+        notification_mark_failed(notification_id=notification_id, error=str(exc))
+        return "failed"
+    except Exception as exc:
+        if self.request.retries >= MAX_RETRIES:
+            notification_mark_failed(
+                notification_id=notification_id, error=f"{type(exc).__name__}: {exc}"
+            )
+            return "failed"
+        # Exponential backoff with jitter: 2, 4, 8, 16, 32 s (±50%).
+        countdown = 2 ** (self.request.retries + 1)
+        raise self.retry(exc=exc, countdown=countdown * (0.5 + random.random())) from exc
+    return "missing" if notification is None else notification.status
+
+
+@shared_task
+def notifications_deliver_pending(older_than_seconds: int = 60) -> int:
+    """Safety net: queue notifications left pending (e.g. the broker was down at commit)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    ids = list(
+        Notification.objects.filter(
+            status=Notification.Status.PENDING, created_at__lt=cutoff
+        ).values_list("id", flat=True)[:1000]
+    )
+    for notification_id in ids:
+        notification_deliver.delay(notification_id)
+    return len(ids)
