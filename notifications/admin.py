@@ -1,9 +1,13 @@
-"""Notifications admin: view-only. Notifications are created by consumers, once per event."""
+"""Notifications admin: view-only, plus "resend". Notifications are created by consumers,
+once per event; delivery runs on Celery."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from kafka_bridge.admin import ExactUUIDSearchMixin, ReadOnlyAdminMixin
 from notifications.models import Notification
+from notifications.services import notification_resend
 
 
 @admin.register(Notification)
@@ -21,3 +25,19 @@ class NotificationAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdm
         ("Delivery", {"fields": ("status", "error", "created_at", "sent_at", "event_id")}),
     )
     readonly_fields = ("created_at",)
+    actions = ("resend",)
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_staff and request.user.has_perm("notifications.view_notification")
+
+    @admin.action(
+        description="Resend selected notifications (not yet sent)", permissions=["resend"]
+    )
+    def resend(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
+        queued = notification_resend(notification_ids=list(queryset.values_list("id", flat=True)))
+        skipped = queryset.count() - queued
+        self.message_user(
+            request,
+            f"Queued {queued} notification(s) for delivery; {skipped} already sent, left alone.",
+            messages.SUCCESS,
+        )

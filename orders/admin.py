@@ -1,19 +1,25 @@
-"""Orders admin: view-only.
+"""Orders admin: no field is editable; the status moves only through services.
 
 Every field of an order is owned by the domain: money and lines are fixed by `order_create`,
-and the status only moves through events (`order_mark_reserved` / `order_mark_rejected`),
-which also write the outbox. Editing, adding or deleting here would bypass both, so staff
-can look but not touch.
+and the status moves through the saga's services, which also write the outbox. Staff act
+through admin actions (ship, mark delivered, cancel) that call those same services, and
+see the order's timeline of events to find where an order is stuck and why.
 """
 
-from django.contrib import admin
+from collections.abc import Callable
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from kafka_bridge.admin import ExactUUIDSearchMixin, ReadOnlyAdminMixin
 from orders.models import Order, OrderLine
+from orders.selectors import order_timeline
+from orders.services import order_cancel, order_deliver, order_ship
+from orders.status import InvalidOrderTransition
 
 
 class OrderLineInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -44,8 +50,88 @@ class OrderAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin):
     uuid_search_fields = ("pk",)
     search_help_text = "A full order id, or part of the customer's username or e-mail."
     inlines = (OrderLineInline,)
+    actions = ("ship", "mark_delivered", "cancel")
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        # Field edits are off (see module doc); operating an order is a separate right.
+        return request.user.has_perm("orders.change_order")
+
+    def _apply(
+        self, request: HttpRequest, queryset: QuerySet[Order], verb: str, service: Callable
+    ) -> None:
+        done, refused = 0, []
+        for order in queryset:
+            try:
+                service(order.id)
+                done += 1
+            except InvalidOrderTransition as exc:
+                refused.append(f"{str(order.id)[:8]} ({exc.current})")
+        self.message_user(request, f"{verb}: {done} order(s).", messages.SUCCESS)
+        if refused:
+            self.message_user(
+                request, f"Not {verb.lower()}, wrong status: {', '.join(refused)}", messages.WARNING
+            )
+
+    @admin.action(description="Ship selected paid orders", permissions=["operate"])
+    def ship(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        self._apply(request, queryset, "Shipped", lambda pk: order_ship(order_id=pk))
+
+    @admin.action(description="Mark selected shipped orders delivered", permissions=["operate"])
+    def mark_delivered(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        self._apply(request, queryset, "Delivered", lambda pk: order_deliver(order_id=pk))
+
+    @admin.action(description="Cancel selected orders (until shipped)", permissions=["operate"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        self._apply(
+            request,
+            queryset,
+            "Cancelled",
+            lambda pk: order_cancel(order_id=pk, actor="staff", reason="cancelled by staff"),
+        )
+
+    @admin.display(description="payment")
+    def payment_summary(self, order: Order) -> str:
+        payment = getattr(order, "payment", None)  # None when the reverse row is missing
+        if payment is None:
+            return "—"
+        detail = f" ({payment.failure_reason})" if payment.failure_reason else ""
+        return f"{payment.status}{detail}: {payment.amount} {payment.currency}, {payment.provider}"
+
+    @admin.display(description="shipment")
+    def shipment_summary(self, order: Order) -> str:
+        shipment = getattr(order, "shipment", None)
+        if shipment is None:
+            return "—"
+        delivered = (
+            f", delivered {shipment.delivered_at:%Y-%m-%d %H:%M}" if shipment.delivered_at else ""
+        )
+        return f"{shipment.carrier} {shipment.tracking_number}{delivered}"
+
+    @admin.display(description="events, oldest first")
+    def timeline(self, order: Order) -> SafeString:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f"{event.created_at:%Y-%m-%d %H:%M:%S.%f}"[:-3],
+                    event.event_type,
+                    "published" if event.is_published else "pending",
+                    event.correlation_id,
+                )
+                for event in order_timeline(order_id=order.id)
+            ),
+        )
+        return format_html(
+            "<table><tr><th>time</th><th>event</th><th>relay</th><th>correlation id</th></tr>"
+            "{}</table>",
+            rows,
+        )
+
     fieldsets = (
-        (None, {"fields": ("id", "customer", "status", "status_reason")}),
+        (None, {"fields": ("id", "customer", "status", "status_reason", "status_changed_at")}),
+        ("Payment and shipment", {"fields": ("payment_summary", "shipment_summary")}),
+        ("Timeline", {"fields": ("timeline",)}),
         ("Money", {"fields": ("total", "currency")}),
         ("Request", {"fields": ("idempotency_key", "request_fingerprint")}),
         ("History", {"fields": ("created_at", "updated_at", "related")}),
@@ -55,6 +141,10 @@ class OrderAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin):
         "customer",
         "status",
         "status_reason",
+        "status_changed_at",
+        "payment_summary",
+        "shipment_summary",
+        "timeline",
         "total",
         "currency",
         "idempotency_key",
