@@ -1,5 +1,5 @@
 """`make run` works: the dev stack starts its own broker and Redis, on SQLite, and an order
-placed over HTTP gets reserved; Ctrl-C-equivalent shutdown leaves nothing running."""
+placed over HTTP gets reserved and paid; Ctrl-C-equivalent shutdown leaves nothing running."""
 
 import os
 import subprocess
@@ -34,5 +34,5 @@ def test_devstack_runs_an_order_through_on_embedded_defaults(tmp_path):
     assert result.returncode == 0, output[-5000:]
     assert "started local Kafka-protocol broker" in output
     assert "started local redis-server" in output
-    assert "is reserved" in output
+    assert "is paid" in output
     assert "Traceback" not in output
