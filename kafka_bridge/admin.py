@@ -7,11 +7,12 @@ The two mixins below are shared by the other apps' admins (kafka_bridge is the a
 other app already depends on).
 """
 
+import contextlib
 import json
 import uuid
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -19,7 +20,12 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
 
-from kafka_bridge.models import OutboxEvent, ProcessedEvent
+from kafka_bridge.dead_letters import (
+    DeadLetterNotReplayable,
+    dead_letter_discard,
+    dead_letter_replay,
+)
+from kafka_bridge.models import DeadLetter, OutboxEvent, ProcessedEvent
 
 
 class ReadOnlyAdminMixin:
@@ -136,3 +142,68 @@ class ProcessedEventAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelA
     date_hierarchy = "processed_at"
     ordering = ("-processed_at",)
     show_full_result_count = False
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin):
+    """Messages a consumer gave up on. Fix the cause, then replay (same event id, through
+    the outbox) or discard; the same as `manage.py replay_dead_letters`."""
+
+    list_display = (
+        "failed_at",
+        "original_topic",
+        "event_type",
+        "consumer_group",
+        "error_class",
+        "attempts",
+        "status",
+    )
+    list_filter = ("status", "original_topic", "consumer_group", "error_class", "failed_at")
+    date_hierarchy = "failed_at"
+    search_fields = ("error_message",)
+    uuid_search_fields = ("event_id",)
+    search_help_text = "An exact event id, or words from the error message."
+    actions = ("replay", "discard")
+    fieldsets = (
+        (None, {"fields": ("status", "resolved_at", "resolved_by")}),
+        ("Failure", {"fields": ("consumer_group", "error_class", "error_message", "attempts")}),
+        (
+            "Origin",
+            {"fields": ("original_topic", "original_partition", "original_offset", "failed_at")},
+        ),
+        ("Message", {"fields": ("event_type", "event_id", "key", "payload_pretty", "headers")}),
+    )
+    readonly_fields = ("payload_pretty",)
+
+    def has_resolve_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser or request.user.has_perm("kafka_bridge.view_deadletter")
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj: DeadLetter) -> SafeString:
+        text = obj.value_text
+        with contextlib.suppress(ValueError):  # not JSON: shown as received (often the reason)
+            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
+
+    @admin.action(
+        description="Replay selected (same event id, via the outbox)", permissions=["resolve"]
+    )
+    def replay(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        replayed, refused = 0, []
+        for dead_letter in queryset.order_by("failed_at", "id"):
+            try:
+                dead_letter_replay(dead_letter_id=dead_letter.id, actor=request.user.get_username())
+                replayed += 1
+            except DeadLetterNotReplayable as exc:
+                refused.append(f"#{dead_letter.id}: {exc}")
+        self.message_user(request, f"Replayed {replayed} dead letter(s).", messages.SUCCESS)
+        for reason in refused:
+            self.message_user(request, f"Not replayed {reason}", messages.WARNING)
+
+    @admin.action(description="Discard selected", permissions=["resolve"])
+    def discard(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        for dead_letter in queryset:
+            dead_letter_discard(dead_letter_id=dead_letter.id, actor=request.user.get_username())
+        self.message_user(
+            request, f"Discarded {queryset.count()} dead letter(s).", messages.SUCCESS
+        )

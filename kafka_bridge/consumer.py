@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 
@@ -36,7 +37,14 @@ class PermanentEventError(Exception):
     """Raised by a handler for an event that can never succeed; it goes to the DLQ at once."""
 
 
-PERMANENT_ERRORS: tuple[type[Exception], ...] = (EventDecodeError, PermanentEventError)
+# Errors that no retry can fix: the message goes to the DLQ at once. Everything else
+# (database or Redis unavailable, timeouts, a provider outage, a bug) is retried first.
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (
+    EventDecodeError,  # undecodable bytes, unknown type or version, invalid payload
+    PermanentEventError,
+    ObjectDoesNotExist,  # the event refers to something that does not exist
+    ValidationError,  # a domain rule refused the event
+)
 
 
 def idempotency_redis_key(group: str, event_id: object) -> str:
@@ -119,11 +127,13 @@ class ConsumerRunner:
             try:
                 self._process(message)
                 break
-            except PERMANENT_ERRORS as exc:
-                self._dead_letter(message, exc, attempts)
-                break
             except Exception as exc:
-                if attempts >= self.kafka["HANDLER_MAX_ATTEMPTS"]:
+                # A raw consumer (the dead-letter store) has no DLQ of its own: it retries
+                # until the message is stored, never committing past it.
+                if not self.spec.is_raw and (
+                    isinstance(exc, PERMANENT_ERRORS)
+                    or attempts >= self.kafka["HANDLER_MAX_ATTEMPTS"]
+                ):
                     self._dead_letter(message, exc, attempts)
                     break
                 delay = self._backoff(attempts)
@@ -151,6 +161,11 @@ class ConsumerRunner:
         return capped / 2 + random.uniform(0, capped / 2)  # jitter: spread retries apart
 
     def _process(self, message: Message) -> None:
+        if self.spec.is_raw:
+            with transaction.atomic():
+                self.spec.message_handler(message)
+            self.stats.processed += 1
+            return
         event = event_decode(message.value())
         handler = self.spec.handlers.get(event.event_type)
         if handler is None:

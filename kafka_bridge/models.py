@@ -11,7 +11,9 @@ class OutboxEvent(models.Model):
     by the relay, so the table doubles as an audit log of everything the system emitted.
     """
 
-    event_id = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
+    # Not unique: a replayed dead letter is recorded again with its original event id, so
+    # that consumers which already processed it recognise it as a duplicate.
+    event_id = models.UUIDField(default=uuid.uuid4, editable=False, db_index=True)
     event_type = models.CharField(max_length=100, db_index=True)
     schema_version = models.PositiveSmallIntegerField()
     topic = models.CharField(max_length=200, help_text="Logical topic, before the namespace.")
@@ -23,6 +25,9 @@ class OutboxEvent(models.Model):
     published_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    replay_of = models.ForeignKey(
+        "DeadLetter", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays"
+    )
 
     class Meta:
         ordering = ["id"]
@@ -74,3 +79,51 @@ class RelayLock(models.Model):
 
     def __str__(self) -> str:
         return "relay lock"
+
+
+class DeadLetter(models.Model):
+    """A message a consumer gave up on, copied from its `<topic>.dlq` topic for staff to
+    inspect, replay (through the outbox, same event id) or discard."""
+
+    class Status(models.TextChoices):
+        NEW = "new", "New"
+        REPLAYED = "replayed", "Replayed"
+        DISCARDED = "discarded", "Discarded"
+
+    dlq_topic = models.CharField(max_length=200)
+    dlq_partition = models.IntegerField()
+    dlq_offset = models.BigIntegerField()
+    original_topic = models.CharField(max_length=200, db_index=True)
+    original_partition = models.IntegerField(null=True)
+    original_offset = models.BigIntegerField(null=True)
+    consumer_group = models.CharField(max_length=200, db_index=True)
+    error_class = models.CharField(max_length=300, db_index=True)
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=1)
+    failed_at = models.DateTimeField(null=True, db_index=True)
+    key = models.TextField(blank=True)
+    value = models.BinaryField()
+    headers = models.JSONField(default=dict)
+    event_id = models.UUIDField(null=True, blank=True, db_index=True)
+    event_type = models.CharField(max_length=100, blank=True, db_index=True)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.NEW, db_index=True
+    )
+    stored_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-failed_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dlq_topic", "dlq_partition", "dlq_offset"], name="dead_letter_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type or 'undecodable'} from {self.original_topic} ({self.status})"
+
+    @property
+    def value_text(self) -> str:
+        return bytes(self.value).decode("utf-8", errors="replace")

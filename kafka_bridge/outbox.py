@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from kafka_bridge.contracts import event_type_get, payload_validate
 from kafka_bridge.correlation import current_correlation_id
-from kafka_bridge.models import OutboxEvent
+from kafka_bridge.models import DeadLetter, OutboxEvent
 from kafka_bridge.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,25 @@ def outbox_event_record(
         aggregate_id=aggregate_id,
         correlation_id=correlation_id,
         envelope=envelope,
+    )
+    transaction.on_commit(relay_wake)
+    return row
+
+
+def outbox_event_replay(*, envelope: dict, key: str, replay_of: DeadLetter) -> OutboxEvent:
+    """Record an already-published event again, unchanged (same event id), for the relay
+    to publish once more: the replay of a dead letter."""
+    kind = event_type_get(envelope["event_type"])
+    row = OutboxEvent.objects.create(
+        event_id=envelope["event_id"],
+        event_type=kind.name,
+        schema_version=envelope["schema_version"],
+        topic=kind.topic,
+        key=key,
+        aggregate_id=envelope["aggregate_id"],
+        correlation_id=envelope["correlation_id"],
+        envelope=envelope,
+        replay_of=replay_of,
     )
     transaction.on_commit(relay_wake)
     return row

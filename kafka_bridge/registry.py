@@ -5,12 +5,13 @@ every consumer sees every event; several processes of one name share its partiti
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
+from confluent_kafka import Message
 from django.utils.module_loading import import_string
 
-from kafka_bridge.contracts import EVENT_TYPES, ORDER_TRANSITION_EVENTS, Event
+from kafka_bridge.contracts import EVENT_TYPES, ORDER_TRANSITION_EVENTS, Event, all_topics
 
 Handler = Callable[[Event], None]
 
@@ -19,16 +20,30 @@ Handler = Callable[[Event], None]
 class ConsumerSpec:
     name: str
     # event type → dotted path of a handler `(event: Event) -> None`
-    handler_paths: dict[str, str]
+    handler_paths: dict[str, str] = field(default_factory=dict)
+    # A raw consumer gets each Kafka message itself (no envelope decoding, no per-event
+    # dedupe, never dead-lettered): its handler must be idempotent on the message position.
+    message_handler_path: str = ""
+    message_topics: tuple[str, ...] = ()
+
+    @property
+    def is_raw(self) -> bool:
+        return bool(self.message_handler_path)
 
     @property
     def topics(self) -> list[str]:
-        """Logical topics carrying the handled event types."""
+        """Logical topics: the raw ones, or those carrying the handled event types."""
+        if self.is_raw:
+            return sorted(self.message_topics)
         return sorted({EVENT_TYPES[event_type].topic for event_type in self.handler_paths})
 
     @cached_property
     def handlers(self) -> dict[str, Handler]:
         return {name: import_string(path) for name, path in self.handler_paths.items()}
+
+    @cached_property
+    def message_handler(self) -> Callable[[Message], None]:
+        return import_string(self.message_handler_path)
 
 
 CONSUMERS: dict[str, ConsumerSpec] = {
@@ -59,6 +74,11 @@ CONSUMERS: dict[str, ConsumerSpec] = {
                 name: "notifications.consumers.on_order_status_changed"
                 for name in ORDER_TRANSITION_EVENTS
             },
+        ),
+        ConsumerSpec(
+            name="dead_letters",
+            message_handler_path="kafka_bridge.consumers.on_dead_letter",
+            message_topics=tuple(f"{topic}.dlq" for topic in all_topics()),
         ),
     ]
 }
