@@ -203,6 +203,10 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # Tests give each pipeline its own queue, as they give it its own Kafka namespace.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Short socket timeouts and a bounded publish retry: during a Redis outage `.delay()` fails
+# fast (the notification stays pending for the sweep) instead of blocking a consumer.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 2, "socket_connect_timeout": 2}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
 CELERY_BEAT_SCHEDULE = {
     "orders-expire-stale": {
         "task": "orders.tasks.orders_expire_stale",

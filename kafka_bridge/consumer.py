@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, ValidationError
 from django.db import IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 
@@ -47,6 +47,9 @@ PERMANENT_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+REDIS_RETRY_SECONDS = 5.0
+
+
 def idempotency_redis_key(group: str, event_id: object) -> str:
     return f"kafka_bridge:processed:{group}:{event_id}"
 
@@ -67,6 +70,8 @@ class ConsumerRunner:
     # Next offsets to commit per (topic, partition), stored only after processing succeeded.
     _pending: dict[tuple[str, int], int] = field(default_factory=dict)
     _last_commit: float = field(default_factory=time.monotonic)
+    _redis_down: bool = False
+    _redis_retry_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.group = group_name(self.spec.name)
@@ -75,6 +80,7 @@ class ConsumerRunner:
             consumer_config(group_id=self.group, role=f"consumer-{self.spec.name}")
         )
         self._dlq_producer: Producer | None = None
+        self._check_retry_budget()
         self._physical_to_logical = {topic_name(t): t for t in self.spec.topics}
 
     # --- loop -------------------------------------------------------------------------
@@ -155,6 +161,25 @@ class ConsumerRunner:
                 close_old_connections()
         self._pending[(message.topic(), message.partition())] = message.offset() + 1
 
+    def _check_retry_budget(self) -> None:
+        """Retries wait in place, between polls: their total must stay well inside
+        max.poll.interval.ms, or the group would evict us mid-retry."""
+        attempts = self.kafka["HANDLER_MAX_ATTEMPTS"]
+        worst = sum(
+            min(
+                self.kafka["HANDLER_BACKOFF_BASE_SECONDS"] * 2 ** (n - 1),
+                self.kafka["HANDLER_BACKOFF_MAX_SECONDS"],
+            )
+            for n in range(1, attempts)
+        )
+        limit = self.kafka["MAX_POLL_INTERVAL_MS"] / 1000 / 2
+        if worst > limit:
+            raise ImproperlyConfigured(
+                f"handler retries may wait {worst:.0f}s, more than half of "
+                f"KAFKA_MAX_POLL_INTERVAL_MS ({limit * 2:.0f}s): lower KAFKA_HANDLER_MAX_ATTEMPTS "
+                "or the backoff, or raise the poll interval"
+            )
+
     def _backoff(self, attempts: int) -> float:
         base = self.kafka["HANDLER_BACKOFF_BASE_SECONDS"] * 2 ** (attempts - 1)
         capped = min(base, self.kafka["HANDLER_BACKOFF_MAX_SECONDS"])
@@ -201,13 +226,19 @@ class ConsumerRunner:
         return True
 
     def _seen_in_redis(self, event: Event) -> bool:
+        if time.monotonic() < self._redis_retry_at:
+            return False  # Redis is down: the database backstop decides alone
         try:
-            return bool(redis_client().exists(idempotency_redis_key(self.group, event.event_id)))
+            seen = bool(redis_client().exists(idempotency_redis_key(self.group, event.event_id)))
         except redis.RedisError as exc:
-            logger.warning("idempotency check falls back to the database (Redis: %s)", exc)
+            self._redis_failed(exc)
             return False
+        self._redis_recovered()
+        return seen
 
     def _remember_in_redis(self, event: Event) -> None:
+        if time.monotonic() < self._redis_retry_at:
+            return
         try:
             redis_client().set(
                 idempotency_redis_key(self.group, event.event_id),
@@ -215,7 +246,23 @@ class ConsumerRunner:
                 ex=settings.IDEMPOTENCY_KEY_TTL_SECONDS,
             )
         except redis.RedisError as exc:
-            logger.warning("idempotency key not stored in Redis (database still has it): %s", exc)
+            self._redis_failed(exc)
+
+    def _redis_failed(self, exc: Exception) -> None:
+        # One line per outage, not per message; Redis is retried every few seconds.
+        if not self._redis_down:
+            logger.warning(
+                "consumer %s: Redis unavailable (%s); idempotency falls back to the database",
+                self.spec.name,
+                exc,
+            )
+        self._redis_down = True
+        self._redis_retry_at = time.monotonic() + REDIS_RETRY_SECONDS
+
+    def _redis_recovered(self) -> None:
+        if self._redis_down:
+            logger.info("consumer %s: Redis is back", self.spec.name)
+            self._redis_down = False
 
     # --- dead letters -----------------------------------------------------------------
     def _dead_letter(self, message: Message, exc: BaseException, attempts: int) -> None:

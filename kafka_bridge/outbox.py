@@ -1,6 +1,7 @@
 """Record domain events in the transactional outbox; wake the relay after commit."""
 
 import logging
+import time
 import uuid
 
 import redis
@@ -83,9 +84,21 @@ def outbox_event_replay(*, envelope: dict, key: str, replay_of: DeadLetter) -> O
     return row
 
 
+# After a failed wake-up, skip further attempts for a while: during a Redis outage each
+# attempt would cost a request its socket timeout, and the relays poll anyway.
+WAKE_BACKOFF_SECONDS = 5.0
+_wake_suspended_until = 0.0
+
+
 def relay_wake() -> None:
     """Tell relays there is work; harmless if Redis is down (they poll as well)."""
+    global _wake_suspended_until
+    if time.monotonic() < _wake_suspended_until:
+        return
     try:
         redis_client().publish(RELAY_WAKE_CHANNEL, b"1")
     except redis.RedisError as exc:
-        logger.warning("outbox relay wake-up skipped, Redis unavailable: %s", exc)
+        _wake_suspended_until = time.monotonic() + WAKE_BACKOFF_SECONDS
+        logger.warning(
+            "outbox relay wake-ups paused %ss, Redis unavailable: %s", WAKE_BACKOFF_SECONDS, exc
+        )

@@ -1,5 +1,6 @@
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kafka_bridge.consumer import ConsumerRunner
@@ -21,4 +22,8 @@ class Command(BaseCommand):
             spec = consumer_spec_get(name)
         except KeyError as exc:
             raise CommandError(exc.args[0]) from None
-        ConsumerRunner(spec=spec, stop=StopFlag().install()).run()
+        try:
+            runner = ConsumerRunner(spec=spec, stop=StopFlag().install())
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
+        runner.run()
