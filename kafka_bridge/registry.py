@@ -65,7 +65,8 @@ CONSUMERS: dict[str, ConsumerSpec] = {
                 "inventory.failed": "orders.consumers.on_inventory_failed",
                 "payments.processed": "orders.consumers.on_payment_processed",
                 "payments.failed": "orders.consumers.on_payment_failed",
-                "orders.cancelled": "orders.consumers.on_order_cancelled",
+                "orders.cancelled": "orders.consumers.on_order_ended_unshipped",
+                "orders.expired": "orders.consumers.on_order_ended_unshipped",
             },
         ),
         ConsumerSpec(

@@ -1,7 +1,7 @@
 """Notifications: created once per customer-visible order transition, delivered by Celery.
 
 Subjects and bodies are Django templates per kind (templates/notifications/email/), so
-wording changes never touch code.
+wording changes never touch code. They are plain text: each template turns autoescaping off.
 """
 
 import logging
@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -97,6 +98,10 @@ def notification_enqueue(*, notification_id: int) -> None:
 def notification_send(*, notification_id: int) -> Notification | None:
     """Send one pending notification by e-mail and mark it sent. Raises on failure, so the
     task can retry; a notification already sent is left alone."""
+    # Counted in its own transaction: a failed attempt below rolls back, the count stays.
+    Notification.objects.filter(id=notification_id).exclude(status=Notification.Status.SENT).update(
+        attempts=F("attempts") + 1
+    )
     with transaction.atomic():
         notification = (
             Notification.objects.select_for_update()
@@ -106,8 +111,6 @@ def notification_send(*, notification_id: int) -> Notification | None:
         )
         if notification is None or notification.status == Notification.Status.SENT:
             return notification
-        notification.attempts += 1
-        notification.save(update_fields=["attempts"])
         address = notification.customer.email
         if not address:
             raise NotificationNotDeliverable("customer has no e-mail address")

@@ -50,7 +50,8 @@ def on_payment_failed(event: Event) -> None:
     )
 
 
-def on_order_cancelled(event: Event) -> None:
+def on_order_ended_unshipped(event: Event) -> None:
+    """orders.cancelled / orders.expired: give back any money taken."""
     payload = event.payload
     assert isinstance(payload, OrderStatusChangedV1)
     payment_refund_for_order(order_id=payload.order_id, causation_id=event.event_id)

@@ -6,7 +6,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 
 from kafka_bridge.models import OutboxEvent
-from orders.models import Order
+from orders.models import Order, Payment
 from orders.status import OrderStatus
 
 
@@ -29,10 +29,15 @@ def order_list_stale(*, now: datetime) -> QuerySet[Order]:
     came), by the timeouts in settings.ORDERS."""
     pending_cutoff = now - timedelta(seconds=settings.ORDERS["PENDING_TIMEOUT_SECONDS"])
     reserved_cutoff = now - timedelta(seconds=settings.ORDERS["RESERVED_TIMEOUT_SECONDS"])
-    return Order.objects.filter(
-        Q(status=OrderStatus.PENDING, status_changed_at__lt=pending_cutoff)
-        | Q(status=OrderStatus.RESERVED, status_changed_at__lt=reserved_cutoff)
-    ).order_by("status_changed_at")
+    return (
+        Order.objects.filter(
+            Q(status=OrderStatus.PENDING, status_changed_at__lt=pending_cutoff)
+            | Q(status=OrderStatus.RESERVED, status_changed_at__lt=reserved_cutoff)
+        )
+        # A captured charge means `paid` is on its way: not stuck, just behind.
+        .exclude(payment__status=Payment.Status.CAPTURED)
+        .order_by("status_changed_at")
+    )
 
 
 def order_timeline(*, order_id: uuid.UUID) -> QuerySet[OutboxEvent]:

@@ -274,7 +274,12 @@ def order_expire_stale(*, now: datetime | None = None) -> list[uuid.UUID]:
     for order_id in list(order_list_stale(now=now).values_list("id", flat=True)):
         with transaction.atomic():
             # Re-checked under the lock: the order may have moved on since the scan.
-            order = order_list_stale(now=now).select_for_update().filter(id=order_id).first()
+            order = (
+                order_list_stale(now=now)
+                .select_for_update(of=("self",))
+                .filter(id=order_id)
+                .first()
+            )
             if order is None:
                 continue
             _order_transition(
