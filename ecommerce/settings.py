@@ -48,6 +48,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "ecommerce.urls"
+SESSION_ENGINE = "ecommerce.sessions"
 WSGI_APPLICATION = "ecommerce.wsgi.application"
 
 TEMPLATES = [

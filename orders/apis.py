@@ -1,7 +1,13 @@
 import uuid
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from django.core.validators import MaxLengthValidator, MinLengthValidator
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
@@ -36,12 +42,12 @@ class OrderOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.CharField()
     status_reason = serializers.CharField()
-    total = serializers.DecimalField(max_digits=12, decimal_places=2)
+    total = serializers.DecimalField(max_digits=18, decimal_places=2)
     currency = serializers.CharField()
 
     class PaymentSerializer(serializers.Serializer):
         status = serializers.CharField()
-        amount = serializers.DecimalField(max_digits=12, decimal_places=2)
+        amount = serializers.DecimalField(max_digits=18, decimal_places=2)
         failure_reason = serializers.CharField()
 
     class ShipmentSerializer(serializers.Serializer):
@@ -94,8 +100,12 @@ class OrderCollectionApi(APIView):
             help_text="Opaque token from the payment form (fake provider: tok_decline declines).",
         )
 
-        items = ItemSerializer(
-            many=True, allow_empty=False, max_length=settings.ORDERS["MAX_LINES"]
+        items = serializers.ListSerializer(
+            child=ItemSerializer(),
+            allow_empty=False,
+            max_length=settings.ORDERS["MAX_LINES"],
+            # The same limits as validators, so the OpenAPI schema shows minItems/maxItems.
+            validators=[MinLengthValidator(1), MaxLengthValidator(settings.ORDERS["MAX_LINES"])],
         )
 
         def validate_items(self, items: list[dict]) -> list[dict]:
@@ -192,6 +202,7 @@ class OrderShipApi(APIView):
 
     permission_classes = [IsAdminUser]
 
+    @extend_schema_serializer(component_name="OrderShipInput")
     class InputSerializer(serializers.Serializer):
         carrier = serializers.CharField(max_length=50, required=False, default="")
 

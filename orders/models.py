@@ -18,7 +18,8 @@ class Order(models.Model):
     )
     status_reason = models.CharField(max_length=200, blank=True)
     status_changed_at = models.DateTimeField(default=timezone.now, db_index=True)
-    total = models.DecimalField(max_digits=12, decimal_places=2)
+    # Wider than a price: up to 100 lines of 1000 units each must always fit.
+    total = models.DecimalField(max_digits=18, decimal_places=2)
     currency = models.CharField(max_length=3)
     # Client-chosen key that makes a retried POST return this order instead of a new one.
     # NULL (not "") for "no key": the partial unique constraint below ignores NULLs.
@@ -77,7 +78,7 @@ class Payment(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="payment")
-    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    amount = models.DecimalField(max_digits=18, decimal_places=2)
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=20, choices=Status.choices)
     provider = models.CharField(max_length=50)
@@ -105,7 +106,7 @@ class FakeGatewayTransaction(models.Model):
     idempotency_key = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=10, choices=Kind.choices)
     reference = models.CharField(max_length=100)
-    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    amount = models.DecimalField(max_digits=18, decimal_places=2)
     currency = models.CharField(max_length=3)
     succeeded = models.BooleanField()
     decline_reason = models.CharField(max_length=200, blank=True)
