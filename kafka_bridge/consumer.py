@@ -27,7 +27,7 @@ from kafka_bridge.contracts import Event, EventDecodeError, event_decode
 from kafka_bridge.correlation import correlation_scope
 from kafka_bridge.lifecycle import StopFlag
 from kafka_bridge.models import ProcessedEvent
-from kafka_bridge.redis_client import redis_client
+from kafka_bridge.redis_client import OutageBackoff, redis_client
 from kafka_bridge.registry import ConsumerSpec
 
 logger = logging.getLogger(__name__)
@@ -45,9 +45,6 @@ PERMANENT_ERRORS: tuple[type[Exception], ...] = (
     ObjectDoesNotExist,  # the event refers to something that does not exist
     ValidationError,  # a domain rule refused the event
 )
-
-
-REDIS_RETRY_SECONDS = 5.0
 
 
 def idempotency_redis_key(group: str, event_id: object) -> str:
@@ -70,8 +67,7 @@ class ConsumerRunner:
     # Next offsets to commit per (topic, partition), stored only after processing succeeded.
     _pending: dict[tuple[str, int], int] = field(default_factory=dict)
     _last_commit: float = field(default_factory=time.monotonic)
-    _redis_down: bool = False
-    _redis_retry_at: float = 0.0
+    _redis: OutageBackoff = field(default_factory=OutageBackoff)
 
     def __post_init__(self) -> None:
         self.group = group_name(self.spec.name)
@@ -226,18 +222,19 @@ class ConsumerRunner:
         return True
 
     def _seen_in_redis(self, event: Event) -> bool:
-        if time.monotonic() < self._redis_retry_at:
+        if not self._redis.ready():
             return False  # Redis is down: the database backstop decides alone
         try:
             seen = bool(redis_client().exists(idempotency_redis_key(self.group, event.event_id)))
         except redis.RedisError as exc:
             self._redis_failed(exc)
             return False
-        self._redis_recovered()
+        if self._redis.succeeded():
+            logger.info("consumer %s: Redis is back", self.spec.name)
         return seen
 
     def _remember_in_redis(self, event: Event) -> None:
-        if time.monotonic() < self._redis_retry_at:
+        if not self._redis.ready():
             return
         try:
             redis_client().set(
@@ -249,20 +246,12 @@ class ConsumerRunner:
             self._redis_failed(exc)
 
     def _redis_failed(self, exc: Exception) -> None:
-        # One line per outage, not per message; Redis is retried every few seconds.
-        if not self._redis_down:
+        if self._redis.failed():  # one line per outage, not per message
             logger.warning(
                 "consumer %s: Redis unavailable (%s); idempotency falls back to the database",
                 self.spec.name,
                 exc,
             )
-        self._redis_down = True
-        self._redis_retry_at = time.monotonic() + REDIS_RETRY_SECONDS
-
-    def _redis_recovered(self) -> None:
-        if self._redis_down:
-            logger.info("consumer %s: Redis is back", self.spec.name)
-            self._redis_down = False
 
     # --- dead letters -----------------------------------------------------------------
     def _dead_letter(self, message: Message, exc: BaseException, attempts: int) -> None:

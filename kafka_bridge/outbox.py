@@ -1,7 +1,6 @@
 """Record domain events in the transactional outbox; wake the relay after commit."""
 
 import logging
-import time
 import uuid
 
 import redis
@@ -12,7 +11,7 @@ from pydantic import BaseModel
 from kafka_bridge.contracts import event_type_get, payload_validate
 from kafka_bridge.correlation import current_correlation_id
 from kafka_bridge.models import DeadLetter, OutboxEvent
-from kafka_bridge.redis_client import redis_client
+from kafka_bridge.redis_client import OutageBackoff, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -84,21 +83,19 @@ def outbox_event_replay(*, envelope: dict, key: str, replay_of: DeadLetter) -> O
     return row
 
 
-# After a failed wake-up, skip further attempts for a while: during a Redis outage each
-# attempt would cost a request its socket timeout, and the relays poll anyway.
-WAKE_BACKOFF_SECONDS = 5.0
-_wake_suspended_until = 0.0
+# During a Redis outage each wake-up would cost a request its socket timeout; relays poll
+# anyway, so after a failure wake-ups are skipped for a while.
+_wake_backoff = OutageBackoff()
 
 
 def relay_wake() -> None:
     """Tell relays there is work; harmless if Redis is down (they poll as well)."""
-    global _wake_suspended_until
-    if time.monotonic() < _wake_suspended_until:
+    if not _wake_backoff.ready():
         return
     try:
         redis_client().publish(RELAY_WAKE_CHANNEL, b"1")
     except redis.RedisError as exc:
-        _wake_suspended_until = time.monotonic() + WAKE_BACKOFF_SECONDS
-        logger.warning(
-            "outbox relay wake-ups paused %ss, Redis unavailable: %s", WAKE_BACKOFF_SECONDS, exc
-        )
+        if _wake_backoff.failed():
+            logger.warning("outbox relay wake-ups paused, Redis unavailable: %s", exc)
+        return
+    _wake_backoff.succeeded()

@@ -16,6 +16,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from kafka_bridge.contracts import OrderStatusChangedV1
+from kafka_bridge.redis_client import OutageBackoff
 from notifications.models import Notification
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,11 @@ def notification_create_for_order_change(
     return notification
 
 
+# After a failed publish, skip publishing for a while: during a broker outage each attempt
+# would block the notifications consumer for its timeouts. Pending ones go out via the sweep.
+_enqueue_backoff = OutageBackoff()
+
+
 def notification_enqueue(*, notification_id: int) -> None:
     """Queue delivery once the current transaction commits. If the Celery broker is down
     the notification stays pending and the periodic sweep queues it later."""
@@ -85,12 +91,15 @@ def notification_enqueue(*, notification_id: int) -> None:
     def enqueue() -> None:
         from notifications.tasks import notification_deliver
 
+        if not _enqueue_backoff.ready():
+            return
         try:
             notification_deliver.delay(notification_id)
         except Exception as exc:  # broker unavailable: the sweep will pick it up
-            logger.warning(
-                "notification %s not queued (%s); the sweep retries", notification_id, exc
-            )
+            if _enqueue_backoff.failed():
+                logger.warning("notifications not queued (the sweep will): %s", exc)
+            return
+        _enqueue_backoff.succeeded()
 
     transaction.on_commit(enqueue)
 
