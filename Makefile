@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python >= 3.11)"; exit 1; }
@@ -22,8 +22,15 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
+# Everything but the slow fault tests: for the edit-test loop (CI runs `make test`).
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow"
+
+# Needs a broker, Redis and a database: set KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and
+# DATABASE_URL (PostgreSQL recommended), e.g. against `make run`'s services or compose.
 bench: $(STAMP)
-	$(BIN)/python -m ecommerce.devstack --bench
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py bench_pipeline --orders 500 --concurrency 8
 
 clean:
 	rm -rf $(VENV) .run db.sqlite3*
