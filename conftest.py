@@ -9,6 +9,17 @@ import pytest
 from ecommerce.workers import Pipeline, current_database_url
 
 
+@pytest.fixture(autouse=True)
+def _no_outage_carried_between_tests() -> None:
+    """Outage back-offs are per process; an outage one test caused must not skip calls in
+    the next test."""
+    from kafka_bridge.outbox import _wake_backoff
+    from notifications.services import _enqueue_backoff
+
+    _wake_backoff.reset()
+    _enqueue_backoff.reset()
+
+
 @pytest.fixture
 def kafka_namespace(settings) -> str:  # type: ignore[no-untyped-def]
     """A fresh topic/group namespace for this test: no event of another test is ever seen."""

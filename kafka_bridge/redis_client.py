@@ -32,6 +32,10 @@ class OutageBackoff:
         self._retry_at = time.monotonic() + self.seconds
         return starts
 
+    def reset(self) -> None:
+        self.down = False
+        self._retry_at = 0.0
+
     def succeeded(self) -> bool:
         """Record a success; True if it ends an outage."""
         ends = self.down
