@@ -12,6 +12,6 @@ def test_bench_pipeline_prints_a_table(transactional_db, capsys):
     )
 
     table = capsys.readouterr().out
-    for row in ("API intake (orders/s)", "created→notified p99", "relay drain", "raw produce"):
+    for row in ("API intake (orders/s)", "created→last notice p99", "relay drain", "raw produce"):
         assert row in table
     assert "| API errors" in table and table.rstrip().endswith("|          0 |  |")
