@@ -2,8 +2,14 @@
 import os
 import sys
 
+WORKER_COMMANDS = {"run_consumer", "run_relay"}
+
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in WORKER_COMMANDS:
+        from kafka_bridge.lifecycle import install_early_stop_handler
+
+        install_early_stop_handler()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecommerce.settings")
     from django.core.management import execute_from_command_line
 

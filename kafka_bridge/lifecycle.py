@@ -9,6 +9,22 @@ from types import FrameType
 logger = logging.getLogger(__name__)
 
 
+# Set by the early handler when a stop signal arrives while the process is still starting
+# (importing Django, connecting): the worker then stops before it starts, exiting 0.
+_stopped_while_starting = threading.Event()
+
+
+def install_early_stop_handler() -> None:
+    """Called first thing by manage.py for worker commands: a signal during start-up is
+    remembered instead of killing the process mid-import."""
+
+    def remember(signum: int, frame: FrameType | None) -> None:
+        _stopped_while_starting.set()
+
+    signal.signal(signal.SIGTERM, remember)
+    signal.signal(signal.SIGINT, remember)
+
+
 class StopFlag:
     """First SIGTERM/SIGINT asks the loop to stop after the work in hand; a second exits now."""
 
@@ -18,6 +34,9 @@ class StopFlag:
     def install(self) -> "StopFlag":
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        if _stopped_while_starting.is_set():
+            logger.info("stop requested during start-up: stopping")
+            self.event.set()
         return self
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
