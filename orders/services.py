@@ -229,9 +229,7 @@ def order_mark_payment_failed(
 def order_cancel(*, order_id: uuid.UUID, actor: str, reason: str = "") -> Order:
     """Cancel an order before it ships (customer, staff or system). Raises
     Order.DoesNotExist or InvalidOrderTransition (e.g. already shipped)."""
-    order = _order_locked(order_id)
-    if order is None:
-        raise Order.DoesNotExist(order_id)
+    order = Order.objects.select_for_update().get(id=order_id)
     return _order_transition(
         order, target=OrderStatus.CANCELLED, reason=reason or f"cancelled by {actor}", actor=actor
     )
@@ -241,9 +239,7 @@ def order_cancel(*, order_id: uuid.UUID, actor: str, reason: str = "") -> Order:
 def order_ship(*, order_id: uuid.UUID, carrier: str = "") -> Order:
     """Staff: hand a paid order to the carrier; stock leaves on-hand when inventory sees
     `orders.shipped`."""
-    order = _order_locked(order_id)
-    if order is None:
-        raise Order.DoesNotExist(order_id)
+    order = Order.objects.select_for_update().get(id=order_id)
     status_transition_check(current=order.status, target=OrderStatus.SHIPPED)
     shipment = Shipment.objects.create(
         order=order,
@@ -256,9 +252,7 @@ def order_ship(*, order_id: uuid.UUID, carrier: str = "") -> Order:
 @transaction.atomic
 def order_deliver(*, order_id: uuid.UUID) -> Order:
     """Staff: the carrier confirmed delivery."""
-    order = _order_locked(order_id)
-    if order is None:
-        raise Order.DoesNotExist(order_id)
+    order = Order.objects.select_for_update().get(id=order_id)
     status_transition_check(current=order.status, target=OrderStatus.DELIVERED)
     shipment = Shipment.objects.get(order=order)
     shipment.delivered_at = timezone.now()

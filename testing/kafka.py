@@ -4,7 +4,6 @@ import time
 import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from kafka_bridge.client import common_config
 
@@ -59,7 +58,3 @@ def committed_offset(group: str, topic: str, partition: int) -> int:
         return tp.offset
     finally:
         consumer.close()
-
-
-def admin() -> AdminClient:
-    return AdminClient(common_config())
