@@ -20,6 +20,16 @@ def _no_outage_carried_between_tests() -> None:
     _enqueue_backoff.reset()
 
 
+@pytest.fixture(autouse=True)
+def _gateway_threads_closed() -> Iterator[None]:
+    """Provider calls made in this process run on pool threads with database connections of
+    their own: end them with the test, so that no connection outlives its test database."""
+    yield
+    from orders.payments import gateway_pool_shutdown
+
+    gateway_pool_shutdown()
+
+
 @pytest.fixture
 def kafka_namespace(settings) -> str:  # type: ignore[no-untyped-def]
     """A fresh topic/group namespace for this test: no event of another test is ever seen."""

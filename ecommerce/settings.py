@@ -144,6 +144,10 @@ KAFKA = {
     "FETCH_WAIT_MAX_MS": env.int("KAFKA_FETCH_WAIT_MAX_MS", default=50),
     "ASSIGNMENT_STRATEGY": env.str("KAFKA_ASSIGNMENT_STRATEGY", default="cooperative-sticky"),
     "PRODUCER_LINGER_MS": env.int("KAFKA_PRODUCER_LINGER_MS", default=5),
+    # A consumer applies up to this many messages as one unit (one transaction, set-based
+    # handlers), waiting at most this long for a batch to fill once a first message is in.
+    "CONSUMER_BATCH_SIZE": env.int("KAFKA_CONSUMER_BATCH_SIZE", default=500),
+    "CONSUMER_BATCH_MAX_WAIT_MS": env.int("KAFKA_CONSUMER_BATCH_MAX_WAIT_MS", default=5),
     # Offsets are committed at most this often while busy, and always on revoke/shutdown.
     "COMMIT_INTERVAL_SECONDS": env.float("KAFKA_COMMIT_INTERVAL_SECONDS", default=1.0),
     # Security (SASL/SSL) passes straight to librdkafka; empty means PLAINTEXT.
@@ -184,9 +188,17 @@ ORDERS = {
 
 # The payment provider: a dotted path and its keyword options. The fake provider declines
 # the token "tok_decline" and amounts above PAYMENTS_FAKE_DECLINE_ABOVE.
+# Provider calls run outside any database transaction, at most MAX_CONCURRENCY at once per
+# orders consumer process (the fake provider's ledger uses one database connection per
+# concurrent call; a real provider's HTTP calls need none).
 PAYMENTS = {
     "GATEWAY": env.str("PAYMENTS_GATEWAY", default="orders.payments.FakePaymentGateway"),
-    "OPTIONS": {"decline_above": env.str("PAYMENTS_FAKE_DECLINE_ABOVE", default="10000")},
+    "OPTIONS": {
+        "decline_above": env.str("PAYMENTS_FAKE_DECLINE_ABOVE", default="10000"),
+        # Every fake provider call takes this long, like a real provider's round trip.
+        "latency_ms": env.int("PAYMENTS_FAKE_LATENCY_MS", default=0),
+    },
+    "MAX_CONCURRENCY": env.int("PAYMENTS_MAX_CONCURRENCY", default=64),
 }
 
 # --- E-mail -----------------------------------------------------------------------------

@@ -1,34 +1,47 @@
-"""Kafka handlers of the inventory consumer: parse, call a service, nothing else."""
+"""Kafka handlers of the inventory consumer: each takes a batch of events, calls a service."""
+
+import uuid
+from collections.abc import Sequence
 
 from inventory.services import (
+    OrderStockRequest,
     StockRequest,
-    stock_commit_for_order,
-    stock_release_for_order,
-    stock_reserve_for_order_and_report,
+    stock_commit_for_orders,
+    stock_release_for_orders,
+    stock_reserve_for_orders_and_report,
 )
 from kafka_bridge.contracts import Event, OrderCreatedV1, OrderStatusChangedV1
 
 
-def on_order_created(event: Event) -> None:
-    payload = event.payload
-    assert isinstance(payload, OrderCreatedV1)
-    stock_reserve_for_order_and_report(
-        order_id=payload.order_id,
-        customer_id=payload.customer_id,
-        items=[StockRequest(sku=item.sku, quantity=item.quantity) for item in payload.items],
-        causation_id=event.event_id,
-    )
+def on_orders_created(events: Sequence[Event]) -> None:
+    requests = []
+    for event in events:
+        payload = event.payload
+        assert isinstance(payload, OrderCreatedV1)
+        requests.append(
+            OrderStockRequest(
+                order_id=payload.order_id,
+                customer_id=payload.customer_id,
+                items=[StockRequest(sku=i.sku, quantity=i.quantity) for i in payload.items],
+                causation_id=event.event_id,
+            )
+        )
+    stock_reserve_for_orders_and_report(orders=requests)
 
 
-def on_order_ended_unshipped(event: Event) -> None:
+def _order_ids(events: Sequence[Event]) -> list[uuid.UUID]:
+    ids = []
+    for event in events:
+        assert isinstance(event.payload, OrderStatusChangedV1)
+        ids.append(event.payload.order_id)
+    return ids
+
+
+def on_orders_ended_unshipped(events: Sequence[Event]) -> None:
     """orders.cancelled / orders.expired: give the reserved units back."""
-    payload = event.payload
-    assert isinstance(payload, OrderStatusChangedV1)
-    stock_release_for_order(order_id=payload.order_id)
+    stock_release_for_orders(order_ids=_order_ids(events))
 
 
-def on_order_shipped(event: Event) -> None:
-    """The reservation is consumed: the units leave on-hand stock."""
-    payload = event.payload
-    assert isinstance(payload, OrderStatusChangedV1)
-    stock_commit_for_order(order_id=payload.order_id)
+def on_orders_shipped(events: Sequence[Event]) -> None:
+    """The reservations are consumed: the units leave on-hand stock."""
+    stock_commit_for_orders(order_ids=_order_ids(events))

@@ -2,15 +2,23 @@
 
 import contextlib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 from django.http import HttpRequest, HttpResponse
 
 CORRELATION_HEADER = "X-Correlation-ID"
 _MAX_LENGTH = 100
 
+if TYPE_CHECKING:
+    from kafka_bridge.contracts import Event
+
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+# While a consumer applies a batch: event id → correlation id of every event in hand.
+_causing_events: ContextVar[dict[uuid.UUID, str] | None] = ContextVar(
+    "causing_events", default=None
+)
 
 
 def new_correlation_id() -> str:
@@ -29,6 +37,26 @@ def correlation_scope(correlation_id: str) -> Iterator[None]:
         yield
     finally:
         _correlation_id.reset(token)
+
+
+def correlation_id_for(causation_id: uuid.UUID | None) -> str:
+    """The correlation id for an event caused by `causation_id`: its cause's, when that
+    event is in hand (a batch carries many chains at once), else the current one."""
+    if causation_id is not None:
+        found = (_causing_events.get() or {}).get(causation_id)
+        if found is not None:
+            return found
+    return current_correlation_id()
+
+
+@contextlib.contextmanager
+def causing_events(events: "Iterable[Event]") -> Iterator[None]:
+    """Make the events being applied known as causes (see `correlation_id_for`)."""
+    token = _causing_events.set({event.event_id: event.correlation_id for event in events})
+    try:
+        yield
+    finally:
+        _causing_events.reset(token)
 
 
 def _clean(raw: str | None) -> str | None:

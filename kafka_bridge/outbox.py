@@ -2,6 +2,8 @@
 
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import redis
 from django.db import transaction
@@ -9,13 +11,70 @@ from django.utils import timezone
 from pydantic import BaseModel
 
 from kafka_bridge.contracts import event_type_get, payload_validate
-from kafka_bridge.correlation import current_correlation_id
+from kafka_bridge.correlation import correlation_id_for
 from kafka_bridge.models import DeadLetter, OutboxEvent
 from kafka_bridge.redis_client import OutageBackoff, redis_client
 
 logger = logging.getLogger(__name__)
 
 RELAY_WAKE_CHANNEL = "kafka_bridge:outbox:wake"
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    event_type: str
+    aggregate_id: str
+    key: str
+    data: BaseModel | dict
+    causation_id: uuid.UUID | None = None
+
+
+def outbox_events_record(events: Sequence[NewEvent]) -> list[OutboxEvent]:
+    """Validate and store events in the caller's transaction (one INSERT for all); the relay
+    is woken once after commit.
+
+    Must run inside `transaction.atomic()`: an event is only ever seen if the change it
+    describes committed.
+    """
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise RuntimeError("outbox_events_record must be called inside transaction.atomic()")
+    rows = []
+    now = timezone.now()
+    for new in events:
+        kind = event_type_get(new.event_type)
+        version = kind.current_version
+        raw = new.data.model_dump(mode="json") if isinstance(new.data, BaseModel) else new.data
+        payload = payload_validate(event_type=new.event_type, version=version, data=raw)
+        event_id = uuid.uuid4()
+        correlation_id = correlation_id_for(new.causation_id)
+        envelope = {
+            "event_id": str(event_id),
+            "event_type": new.event_type,
+            "schema_version": version,
+            "occurred_at": now.isoformat(),
+            "correlation_id": correlation_id,
+            "causation_id": str(new.causation_id) if new.causation_id else None,
+            "aggregate_id": new.aggregate_id,
+            "data": payload.model_dump(mode="json"),
+        }
+        rows.append(
+            OutboxEvent(
+                event_id=event_id,
+                event_type=new.event_type,
+                schema_version=version,
+                topic=kind.topic,
+                key=new.key,
+                aggregate_id=new.aggregate_id,
+                correlation_id=correlation_id,
+                envelope=envelope,
+            )
+        )
+    if not rows:
+        return []
+    created = OutboxEvent.objects.bulk_create(rows)
+    transaction.on_commit(relay_wake)
+    return created
 
 
 def outbox_event_record(
@@ -26,41 +85,8 @@ def outbox_event_record(
     data: BaseModel | dict,
     causation_id: uuid.UUID | None = None,
 ) -> OutboxEvent:
-    """Validate and store an event in the caller's transaction; publish happens after commit.
-
-    Must run inside `transaction.atomic()`: an event is only ever seen if the change it
-    describes committed.
-    """
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
-        raise RuntimeError("outbox_event_record must be called inside transaction.atomic()")
-    kind = event_type_get(event_type)
-    version = kind.current_version
-    raw = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
-    payload = payload_validate(event_type=event_type, version=version, data=raw)
-    event_id = uuid.uuid4()
-    correlation_id = current_correlation_id()
-    envelope = {
-        "event_id": str(event_id),
-        "event_type": event_type,
-        "schema_version": version,
-        "occurred_at": timezone.now().isoformat(),
-        "correlation_id": correlation_id,
-        "causation_id": str(causation_id) if causation_id else None,
-        "aggregate_id": aggregate_id,
-        "data": payload.model_dump(mode="json"),
-    }
-    row = OutboxEvent.objects.create(
-        event_id=event_id,
-        event_type=event_type,
-        schema_version=version,
-        topic=kind.topic,
-        key=key,
-        aggregate_id=aggregate_id,
-        correlation_id=correlation_id,
-        envelope=envelope,
-    )
-    transaction.on_commit(relay_wake)
+    """Record one event: see `outbox_events_record`."""
+    (row,) = outbox_events_record([NewEvent(event_type, aggregate_id, key, data, causation_id)])
     return row
 
 

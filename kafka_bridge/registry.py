@@ -2,27 +2,51 @@
 
 `manage.py run_consumer <name>` runs any of them. Each name is its own consumer group, so
 every consumer sees every event; several processes of one name share its partitions.
+
+Handlers are set-based: each takes every event of its type in a batch, in offset order, and
+runs inside the batch's database transaction (see `kafka_bridge.consumer`). A handler that
+must wait on I/O that may not run inside a transaction (a payment provider) is a
+`TwoPhaseHandler`: its `prepare` runs first, outside any transaction, and what it returns is
+passed to `apply`, which runs inside.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, Generic, TypeVar
 
 from confluent_kafka import Message
 from django.utils.module_loading import import_string
 
 from kafka_bridge.contracts import EVENT_TYPES, ORDER_TRANSITION_EVENTS, Event, all_topics
 
-Handler = Callable[[Event], None]
+Prepared = TypeVar("Prepared")
+BatchHandler = Callable[[Sequence[Event]], None]
+
+
+@dataclass(frozen=True)
+class TwoPhaseHandler(Generic[Prepared]):
+    """A handler whose I/O runs outside the transaction: `prepare(events)` first, with no
+    transaction open, then `apply(events, prepared)` inside the batch transaction. `apply`
+    may see fewer events than `prepare` (duplicates are dropped in between), and must
+    re-check under its locks whatever `prepare` decided on: the world may have moved."""
+
+    prepare: Callable[[Sequence[Event]], Prepared]
+    apply: Callable[[Sequence[Event], Prepared], None]
+
+
+Handler = BatchHandler | TwoPhaseHandler[Any]
 
 
 @dataclass(frozen=True)
 class ConsumerSpec:
     name: str
-    # event type → dotted path of a handler `(event: Event) -> None`
+    # event type → dotted path of a handler: `(events: Sequence[Event]) -> None` or a
+    # TwoPhaseHandler. Event types sharing a handler are applied together.
     handler_paths: dict[str, str] = field(default_factory=dict)
     # A raw consumer gets each Kafka message itself (no envelope decoding, no per-event
     # dedupe, never dead-lettered): its handler must be idempotent on the message position.
+    # It runs once per message, inside the batch transaction.
     message_handler_path: str = ""
     message_topics: tuple[str, ...] = ()
 
@@ -52,10 +76,10 @@ CONSUMERS: dict[str, ConsumerSpec] = {
         ConsumerSpec(
             name="inventory",
             handler_paths={
-                "orders.created": "inventory.consumers.on_order_created",
-                "orders.cancelled": "inventory.consumers.on_order_ended_unshipped",
-                "orders.expired": "inventory.consumers.on_order_ended_unshipped",
-                "orders.shipped": "inventory.consumers.on_order_shipped",
+                "orders.created": "inventory.consumers.on_orders_created",
+                "orders.cancelled": "inventory.consumers.on_orders_ended_unshipped",
+                "orders.expired": "inventory.consumers.on_orders_ended_unshipped",
+                "orders.shipped": "inventory.consumers.on_orders_shipped",
             },
         ),
         ConsumerSpec(
@@ -63,16 +87,16 @@ CONSUMERS: dict[str, ConsumerSpec] = {
             handler_paths={
                 "inventory.reserved": "orders.consumers.on_inventory_reserved",
                 "inventory.failed": "orders.consumers.on_inventory_failed",
-                "payments.processed": "orders.consumers.on_payment_processed",
-                "payments.failed": "orders.consumers.on_payment_failed",
-                "orders.cancelled": "orders.consumers.on_order_ended_unshipped",
-                "orders.expired": "orders.consumers.on_order_ended_unshipped",
+                "payments.processed": "orders.consumers.on_payments_processed",
+                "payments.failed": "orders.consumers.on_payments_failed",
+                "orders.cancelled": "orders.consumers.on_orders_ended_unshipped",
+                "orders.expired": "orders.consumers.on_orders_ended_unshipped",
             },
         ),
         ConsumerSpec(
             name="notifications",
             handler_paths={
-                name: "notifications.consumers.on_order_status_changed"
+                name: "notifications.consumers.on_order_status_changes"
                 for name in ORDER_TRANSITION_EVENTS
             },
         ),

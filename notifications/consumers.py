@@ -1,10 +1,14 @@
 """Kafka handler of the notifications consumer: one notification per order transition."""
 
+from collections.abc import Sequence
+
 from kafka_bridge.contracts import Event, OrderStatusChangedV1
-from notifications.services import notification_create_for_order_change
+from notifications.services import OrderChangeNotice, notifications_create_for_order_changes
 
 
-def on_order_status_changed(event: Event) -> None:
-    payload = event.payload
-    assert isinstance(payload, OrderStatusChangedV1)
-    notification_create_for_order_change(change=payload, event_id=event.event_id)
+def on_order_status_changes(events: Sequence[Event]) -> None:
+    notices = []
+    for event in events:
+        assert isinstance(event.payload, OrderStatusChangedV1)
+        notices.append(OrderChangeNotice(change=event.payload, event_id=event.event_id))
+    notifications_create_for_order_changes(notices=notices)

@@ -6,6 +6,8 @@ wording changes never touch code. They are plain text: each template turns autoe
 
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -43,39 +45,73 @@ def _render(kind: str, context: dict[str, object]) -> tuple[str, str]:
     return " ".join(subject.split())[:200], body.strip()
 
 
+@dataclass(frozen=True)
+class OrderChangeNotice:
+    """An order transition to tell the customer about, and the event that reported it."""
+
+    change: OrderStatusChangedV1
+    event_id: uuid.UUID
+
+
 @transaction.atomic
+def notifications_create_for_order_changes(
+    *, notices: Sequence[OrderChangeNotice]
+) -> list[Notification | None]:
+    """The notification of each transition, created once per event, in a constant number
+    of queries; their delivery is queued in one task after commit. A transition customers
+    do not see gives None. Raises the customer model's DoesNotExist for an unknown one."""
+    kinds = [KIND_BY_ORDER_STATUS.get(notice.change.status) for notice in notices]
+    wanted = [(notice, kind) for notice, kind in zip(notices, kinds, strict=True) if kind]
+    found: dict[tuple[uuid.UUID, str], Notification] = {
+        (n.event_id, n.kind): n
+        for n in Notification.objects.filter(event_id__in=[n.event_id for n, _ in wanted])
+    }
+    user_model = get_user_model()
+    customers = user_model.objects.in_bulk({notice.change.customer_id for notice, _ in wanted})
+    created: list[Notification] = []
+    for notice, kind in wanted:
+        if (notice.event_id, kind) in found:
+            continue
+        change = notice.change
+        customer = customers.get(change.customer_id)
+        if customer is None:
+            raise user_model.DoesNotExist(f"customer {change.customer_id} does not exist")
+        subject, body = _render(
+            kind,
+            {
+                "customer": customer,
+                "order_id": change.order_id,
+                "short_id": str(change.order_id)[:8],
+                "reason": change.reason,
+                "tracking_number": change.tracking_number,
+                "carrier": change.carrier,
+            },
+        )
+        notification = Notification(
+            customer=customer,
+            order_id=change.order_id,
+            kind=kind,
+            subject=subject,
+            body=body,
+            event_id=notice.event_id,
+        )
+        found[(notice.event_id, kind)] = notification
+        created.append(notification)
+    Notification.objects.bulk_create(created)
+    notifications_enqueue(notification_ids=[n.id for n in created])
+    return [
+        found[(notice.event_id, kind)] if kind else None
+        for notice, kind in zip(notices, kinds, strict=True)
+    ]
+
+
 def notification_create_for_order_change(
     *, change: OrderStatusChangedV1, event_id: uuid.UUID
 ) -> Notification | None:
-    """The notification for one order transition, created once per event; its delivery is
-    queued after commit. A transition customers do not see returns None."""
-    kind = KIND_BY_ORDER_STATUS.get(change.status)
-    if kind is None:
-        return None
-    existing = Notification.objects.filter(event_id=event_id, kind=kind).first()
-    if existing is not None:
-        return existing
-    customer = get_user_model().objects.get(pk=change.customer_id)
-    subject, body = _render(
-        kind,
-        {
-            "customer": customer,
-            "order_id": change.order_id,
-            "short_id": str(change.order_id)[:8],
-            "reason": change.reason,
-            "tracking_number": change.tracking_number,
-            "carrier": change.carrier,
-        },
+    """One transition's notification: see `notifications_create_for_order_changes`."""
+    (notification,) = notifications_create_for_order_changes(
+        notices=[OrderChangeNotice(change, event_id)]
     )
-    notification = Notification.objects.create(
-        customer=customer,
-        order_id=change.order_id,
-        kind=kind,
-        subject=subject,
-        body=body,
-        event_id=event_id,
-    )
-    notification_enqueue(notification_id=notification.id)
     return notification
 
 
@@ -84,18 +120,21 @@ def notification_create_for_order_change(
 _enqueue_backoff = OutageBackoff()
 
 
-def notification_enqueue(*, notification_id: int) -> None:
-    """Queue delivery once the current transaction commits. If the Celery broker is down
-    the notification stays pending and the periodic sweep queues it later."""
+def notifications_enqueue(*, notification_ids: Sequence[int]) -> None:
+    """Queue delivery, as one task, once the current transaction commits. If the Celery
+    broker is down the notifications stay pending and the periodic sweep queues them."""
+    ids = list(notification_ids)
+    if not ids:
+        return
 
     def enqueue() -> None:
-        from notifications.tasks import notification_deliver
+        from notifications.tasks import notifications_deliver
 
         if not _enqueue_backoff.ready():
             return
         try:
-            notification_deliver.delay(notification_id)
-        except Exception as exc:  # broker unavailable: the sweep will pick it up
+            notifications_deliver.delay(ids)
+        except Exception as exc:  # broker unavailable: the sweep will pick them up
             if _enqueue_backoff.failed():
                 logger.warning("notifications not queued (the sweep will): %s", exc)
             return
@@ -152,6 +191,5 @@ def notification_resend(*, notification_ids: list[int]) -> int:
         .values_list("id", flat=True)
     )
     Notification.objects.filter(id__in=ids).update(status=Notification.Status.PENDING, error="")
-    for notification_id in ids:
-        notification_enqueue(notification_id=notification_id)
+    notifications_enqueue(notification_ids=ids)
     return len(ids)

@@ -35,6 +35,23 @@ def notification_deliver(self, notification_id: int) -> str:  # type: ignore[no-
     return "missing" if notification is None else notification.status
 
 
+@shared_task(acks_late=True)
+def notifications_deliver(notification_ids: list[int]) -> int:
+    """Deliver a batch (queued as one message by a consumer batch). A notification that
+    fails transiently gets a task of its own, with `notification_deliver`'s retries."""
+    sent = 0
+    for notification_id in notification_ids:
+        try:
+            notification = notification_send(notification_id=notification_id)
+        except NotificationNotDeliverable as exc:
+            notification_mark_failed(notification_id=notification_id, error=str(exc))
+        except Exception:
+            notification_deliver.apply_async(args=[notification_id], countdown=1 + random.random())
+        else:
+            sent += notification is not None
+    return sent
+
+
 @shared_task
 def notifications_deliver_pending(older_than_seconds: int = 60) -> int:
     """Safety net: queue notifications left pending (e.g. the broker was down at commit)."""
@@ -44,6 +61,6 @@ def notifications_deliver_pending(older_than_seconds: int = 60) -> int:
             status=Notification.Status.PENDING, created_at__lt=cutoff
         ).values_list("id", flat=True)[:1000]
     )
-    for notification_id in ids:
-        notification_deliver.delay(notification_id)
+    if ids:
+        notifications_deliver.delay(ids)
     return len(ids)

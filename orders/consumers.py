@@ -1,57 +1,118 @@
-"""Kafka handlers of the orders consumer: the saga's coordinator for one order.
+"""Kafka handlers of the orders consumer: the saga's coordinator.
 
-Each handler parses its payload and calls services; all of them run in the consumer's
-transaction, so the status change, the charge record and the next event commit together.
+Each takes a batch of events and calls services. Payment provider calls are slow network
+I/O, so the handlers that need them are two-phase: the provider is called with no database
+transaction open, then the outcome is recorded in the consumer's batch transaction together
+with the status changes and the next events.
 """
+
+import uuid
+from collections.abc import Sequence
 
 from kafka_bridge.contracts import (
     Event,
     InventoryFailedV1,
     InventoryReservedV1,
-    OrderStatusChangedV1,
+    OrderRef,
     PaymentFailedV1,
-    PaymentProcessedV1,
 )
-from orders.payments import payment_charge_for_order, payment_refund_for_order
-from orders.services import (
-    order_mark_paid,
-    order_mark_payment_failed,
-    order_mark_rejected,
-    order_mark_reserved,
+from kafka_bridge.registry import TwoPhaseHandler
+from orders.payments import (
+    GatewayAnswer,
+    PaymentCause,
+    payment_charges_request,
+    payment_refunds_request,
+    payments_record_charges,
+    payments_record_refunds,
 )
+from orders.services import OrderChange, orders_apply_changes
+from orders.status import OrderStatus
+
+Answers = dict[uuid.UUID, GatewayAnswer]
 
 
-def on_inventory_reserved(event: Event) -> None:
-    payload = event.payload
-    assert isinstance(payload, InventoryReservedV1)
-    order_mark_reserved(order_id=payload.order_id, causation_id=event.event_id)
-    payment_charge_for_order(order_id=payload.order_id, causation_id=event.event_id)
+def _order_id(event: Event) -> uuid.UUID:
+    assert isinstance(event.payload, OrderRef | InventoryReservedV1 | InventoryFailedV1)
+    return event.payload.order_id
 
 
-def on_inventory_failed(event: Event) -> None:
-    payload = event.payload
-    assert isinstance(payload, InventoryFailedV1)
-    detail = ", ".join(payload.short_skus)
-    reason = f"{payload.reason}: {detail}" if detail else payload.reason
-    order_mark_rejected(order_id=payload.order_id, reason=reason, causation_id=event.event_id)
+def _causes(events: Sequence[Event]) -> list[PaymentCause]:
+    return [PaymentCause(_order_id(e), e.event_id) for e in events]
 
 
-def on_payment_processed(event: Event) -> None:
-    payload = event.payload
-    assert isinstance(payload, PaymentProcessedV1)
-    order_mark_paid(order_id=payload.order_id, causation_id=event.event_id)
-
-
-def on_payment_failed(event: Event) -> None:
-    payload = event.payload
-    assert isinstance(payload, PaymentFailedV1)
-    order_mark_payment_failed(
-        order_id=payload.order_id, reason=payload.reason, causation_id=event.event_id
+def _move_all(events: Sequence[Event], target: str) -> None:
+    orders_apply_changes(
+        changes=[OrderChange(_order_id(e), target, causation_id=e.event_id) for e in events]
     )
 
 
-def on_order_ended_unshipped(event: Event) -> None:
-    """orders.cancelled / orders.expired: give back any money taken."""
-    payload = event.payload
-    assert isinstance(payload, OrderStatusChangedV1)
-    payment_refund_for_order(order_id=payload.order_id, causation_id=event.event_id)
+def _reserve_and_charge(events: Sequence[Event]) -> Answers:
+    """Mark the orders reserved (committed at once: the customer sees it, and a cancel
+    may now race the charge), then charge them with no transaction open."""
+    orders_apply_changes(
+        changes=[
+            OrderChange(_order_id(e), OrderStatus.RESERVED, causation_id=e.event_id) for e in events
+        ]
+    )
+    return payment_charges_request(order_ids=[_order_id(e) for e in events])
+
+
+def _record_charges(events: Sequence[Event], charges: Answers) -> None:
+    payments_record_charges(charges=charges, causes=_causes(events))
+
+
+on_inventory_reserved = TwoPhaseHandler(prepare=_reserve_and_charge, apply=_record_charges)
+
+
+def on_inventory_failed(events: Sequence[Event]) -> None:
+    changes = []
+    for event in events:
+        payload = event.payload
+        assert isinstance(payload, InventoryFailedV1)
+        detail = ", ".join(payload.short_skus)
+        reason = f"{payload.reason}: {detail}" if detail else payload.reason
+        changes.append(OrderChange(payload.order_id, OrderStatus.REJECTED, reason, event.event_id))
+    orders_apply_changes(changes=changes)
+
+
+def _refund_if_order_ended(events: Sequence[Event]) -> Answers:
+    """A charge that landed after its order was cancelled or expired goes back."""
+    return payment_refunds_request(order_ids=[_order_id(e) for e in events], only_ended_orders=True)
+
+
+def _mark_paid(events: Sequence[Event], refunds: Answers) -> None:
+    orders_apply_changes(
+        changes=[
+            OrderChange(_order_id(e), OrderStatus.PAID, causation_id=e.event_id) for e in events
+        ]
+    )
+    payments_record_refunds(refunds=refunds, causes=_causes(events))
+
+
+on_payments_processed = TwoPhaseHandler(prepare=_refund_if_order_ended, apply=_mark_paid)
+
+
+def on_payments_failed(events: Sequence[Event]) -> None:
+    """payment_failed, then cancelled (inventory releases the stock on the cancel)."""
+    changes = []
+    for event in events:
+        payload = event.payload
+        assert isinstance(payload, PaymentFailedV1)
+        changes.append(
+            OrderChange(
+                payload.order_id, OrderStatus.PAYMENT_FAILED, payload.reason, event.event_id
+            )
+        )
+    orders_apply_changes(changes=changes)
+
+
+def _refund(events: Sequence[Event]) -> Answers:
+    return payment_refunds_request(order_ids=[_order_id(e) for e in events])
+
+
+def _record_refunds(events: Sequence[Event], refunds: Answers) -> None:
+    payments_record_refunds(refunds=refunds, causes=_causes(events))
+
+
+# orders.cancelled / orders.expired: give back any money taken.
+on_orders_ended_unshipped = TwoPhaseHandler(prepare=_refund, apply=_record_refunds)

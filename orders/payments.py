@@ -9,20 +9,26 @@ retry after a crash between the provider's answer and our commit moves no money 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import cache
-from typing import Protocol
+from functools import cache, partial
+from typing import Protocol, TypeVar
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from kafka_bridge.contracts import PaymentFailedV1, PaymentProcessedV1, PaymentRefundedV1
-from kafka_bridge.outbox import outbox_event_record
+from kafka_bridge.outbox import NewEvent, outbox_events_record
 from orders.models import FakeGatewayTransaction, Order, Payment
-from orders.status import OrderStatus
+from orders.selectors import order_list_awaiting_charge, payment_list_refundable
+
+K = TypeVar("K")
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +61,8 @@ class FakePaymentGateway:
 
     Rules come from settings.PAYMENTS["OPTIONS"]: `decline_above` (amount), and the
     tokens `decline_token` (card declined) and `unavailable_token` (provider down: raises
-    GatewayUnavailable, a transient error). Its ledger is FakeGatewayTransaction.
+    GatewayUnavailable, a transient error). `latency_ms` makes every call take that long,
+    as a real provider's network round trip does. Its ledger is FakeGatewayTransaction.
     """
 
     name = "fake"
@@ -66,14 +73,18 @@ class FakePaymentGateway:
         decline_above: str | None = None,
         decline_token: str = "tok_decline",
         unavailable_token: str = "tok_unavailable",
+        latency_ms: int = 0,
     ) -> None:
         self.decline_above = Decimal(decline_above) if decline_above else None
         self.decline_token = decline_token
         self.unavailable_token = unavailable_token
+        self.latency_seconds = latency_ms / 1000
 
     def _record(
         self, *, key: str, kind: str, amount: Decimal, currency: str, decline_reason: str
     ) -> GatewayResult:
+        if self.latency_seconds:
+            time.sleep(self.latency_seconds)
         transaction_row, _ = FakeGatewayTransaction.objects.get_or_create(
             idempotency_key=key,
             defaults={
@@ -128,44 +139,138 @@ def payment_gateway() -> PaymentGateway:
     return gateway_class(**settings.PAYMENTS["OPTIONS"])
 
 
-@transaction.atomic
-def payment_charge_for_order(
-    *, order_id: uuid.UUID, causation_id: uuid.UUID | None = None
-) -> Payment | None:
-    """Charge a reserved order once and record `payments.processed` or `payments.failed`.
+# --- calling the provider: concurrent, and never inside a database transaction -----------
 
-    Runs under the order's row lock, so a concurrent cancellation either comes first (no
-    charge) or after (and refunds). An order that already has a payment gets it back
-    unchanged; an order no longer awaiting payment is not charged.
-    """
-    order = Order.objects.select_for_update().filter(id=order_id).first()
-    if order is None:
-        logger.warning("order %s not found: not charged", order_id)
-        return None
-    existing = Payment.objects.filter(order=order).first()
-    if existing is not None:
-        return existing
-    if order.status != OrderStatus.RESERVED:
-        logger.warning("order %s is %s: not charged", order.id, order.status)
-        return None
+GatewayAnswer = GatewayResult | Exception
+_pool: ThreadPoolExecutor | None = None
+
+
+def _gateway_pool() -> ThreadPoolExecutor:
+    # One pool per process, reused: its threads (and the database connections the fake
+    # provider's ledger uses in them) live as long as the process.
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(
+            max_workers=settings.PAYMENTS["MAX_CONCURRENCY"], thread_name_prefix="gateway"
+        )
+    return _pool
+
+
+def gateway_pool_shutdown() -> None:
+    """Stop the pool's threads (their database connections close with them)."""
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=True)
+        _pool = None
+
+
+def _gateway_call(call: Callable[[], GatewayResult]) -> GatewayAnswer:
+    try:
+        return call()
+    except Exception as exc:  # an answer like any other: the recording step decides
+        return exc
+
+
+def gateway_calls(calls: Mapping[K, Callable[[], GatewayResult]]) -> dict[K, GatewayAnswer]:
+    """Make provider calls, at most PAYMENTS_MAX_CONCURRENCY at once, and return each
+    answer (a result, or the exception it raised).
+
+    Provider calls take 100 to 500 ms: made while a transaction is open they would hold row
+    locks and a connection across the network, so that is refused outright."""
+    if transaction.get_connection().in_atomic_block:
+        raise RuntimeError("payment provider calls must not run inside a database transaction")
+    if len(calls) <= 1:
+        return {key: _gateway_call(call) for key, call in calls.items()}
+    answers = _gateway_pool().map(_gateway_call, calls.values())
+    return dict(zip(calls.keys(), answers, strict=True))
+
+
+def _raise_if_failed(answer: GatewayAnswer) -> GatewayResult:
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
+
+
+# --- charge ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaymentCause:
+    order_id: uuid.UUID
+    causation_id: uuid.UUID | None = None
+
+
+def _charge_key(order_id: uuid.UUID) -> str:
+    return f"order-{order_id}-charge"
+
+
+def payment_charges_request(*, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, GatewayAnswer]:
+    """Ask the provider to charge every order among these that is reserved and has no
+    payment yet; no transaction may be open. Safe to repeat: each charge carries the
+    order's idempotency key, so a retry after a crash never moves money twice."""
+    orders = order_list_awaiting_charge(order_ids=order_ids)
     gateway = payment_gateway()
-    result = gateway.charge(
-        amount=order.total,
-        currency=order.currency,
-        token=order.payment_token,
-        idempotency_key=f"order-{order.id}-charge",
+    return gateway_calls(
+        {
+            order.id: partial(
+                gateway.charge,
+                amount=order.total,
+                currency=order.currency,
+                token=order.payment_token,
+                idempotency_key=_charge_key(order.id),
+            )
+            for order in orders
+        }
     )
-    payment = Payment.objects.create(
-        order=order,
-        amount=order.total,
-        currency=order.currency,
-        provider=gateway.name,
-        provider_reference=result.reference,
-        status=Payment.Status.CAPTURED if result.succeeded else Payment.Status.FAILED,
-        failure_reason=result.decline_reason,
-    )
+
+
+@transaction.atomic
+def payments_record_charges(
+    *, charges: Mapping[uuid.UUID, GatewayAnswer], causes: Sequence[PaymentCause]
+) -> dict[uuid.UUID, Payment]:
+    """Record what the provider answered: a Payment per charged order (captured or failed)
+    and `payments.processed` or `payments.failed`. Raises the provider's error for a charge
+    that did not get an answer (the event is retried).
+
+    Recorded whatever the order's status is now: money may have moved while a cancellation
+    came in, and the `payments.processed` event is what gets it refunded (see
+    `payment_refunds_request`). An order that already has a payment keeps it."""
+    orders = {
+        order.id: order
+        for order in Order.objects.select_for_update()
+        .filter(id__in=[cause.order_id for cause in causes])
+        .order_by("pk")
+    }
+    existing = {p.order_id: p for p in Payment.objects.filter(order_id__in=orders)}
+    gateway_name = payment_gateway().name
+    payments: list[Payment] = []
+    events: list[NewEvent] = []
+    for cause in causes:
+        order = orders.get(cause.order_id)
+        if order is None or order.id in existing or order.id not in charges:
+            continue
+        result = _raise_if_failed(charges[order.id])
+        payment = Payment(
+            order=order,
+            amount=order.total,
+            currency=order.currency,
+            provider=gateway_name,
+            provider_reference=result.reference,
+            status=Payment.Status.CAPTURED if result.succeeded else Payment.Status.FAILED,
+            failure_reason=result.decline_reason,
+        )
+        existing[order.id] = payment
+        payments.append(payment)
+        events.append(_payment_event(payment, causation_id=cause.causation_id))
+    Payment.objects.bulk_create(payments)
+    outbox_events_record(events)
+    return existing
+
+
+def _payment_event(payment: Payment, *, causation_id: uuid.UUID | None) -> NewEvent:
+    order = payment.order
     common = {"order_id": order.id, "customer_id": order.customer_id}
-    if result.succeeded:
+    if payment.status == Payment.Status.CAPTURED:
         data: PaymentProcessedV1 | PaymentFailedV1 = PaymentProcessedV1(
             **common,
             payment_id=payment.id,
@@ -175,48 +280,111 @@ def payment_charge_for_order(
         )
     else:
         data = PaymentFailedV1(
-            **common, amount=payment.amount, currency=payment.currency, reason=result.decline_reason
+            **common,
+            amount=payment.amount,
+            currency=payment.currency,
+            reason=payment.failure_reason,
         )
-    outbox_event_record(
-        event_type="payments.processed" if result.succeeded else "payments.failed",
+    return NewEvent(
+        event_type=(
+            "payments.processed" if payment.status == Payment.Status.CAPTURED else "payments.failed"
+        ),
         aggregate_id=str(order.id),
         key=str(order.customer_id),
         causation_id=causation_id,
         data=data,
     )
-    return payment
+
+
+def payment_charge_for_order(
+    *, order_id: uuid.UUID, causation_id: uuid.UUID | None = None
+) -> Payment | None:
+    """Charge one reserved order once (the provider call outside any transaction) and
+    record the outcome; None if the order is not awaiting a charge."""
+    charges = payment_charges_request(order_ids=[order_id])
+    payments = payments_record_charges(
+        charges=charges, causes=[PaymentCause(order_id, causation_id)]
+    )
+    return payments.get(order_id)
+
+
+# --- refund ------------------------------------------------------------------------------
+
+
+def payment_refunds_request(
+    *, order_ids: Sequence[uuid.UUID], only_ended_orders: bool = False
+) -> dict[uuid.UUID, GatewayAnswer]:
+    """Ask the provider to refund the captured payments of these orders (with
+    `only_ended_orders`, of those among them that were cancelled or expired); no
+    transaction may be open. Idempotent per order, like charges."""
+    payments = payment_list_refundable(order_ids=order_ids, only_ended_orders=only_ended_orders)
+    gateway = payment_gateway()
+    return gateway_calls(
+        {
+            payment.order_id: partial(
+                gateway.refund,
+                charge_reference=payment.provider_reference,
+                amount=payment.amount,
+                currency=payment.currency,
+                idempotency_key=f"order-{payment.order_id}-refund",
+            )
+            for payment in payments
+        }
+    )
 
 
 @transaction.atomic
+def payments_record_refunds(
+    *, refunds: Mapping[uuid.UUID, GatewayAnswer], causes: Sequence[PaymentCause]
+) -> dict[uuid.UUID, Payment]:
+    """Mark refunded payments and record `payments.refunded`, once per payment."""
+    causation = {cause.order_id: cause.causation_id for cause in causes}
+    payments = {
+        payment.order_id: payment
+        for payment in Payment.objects.select_for_update()
+        .select_related("order")
+        .filter(order_id__in=causation)
+        .order_by("pk")
+    }
+    refunded: list[Payment] = []
+    events: list[NewEvent] = []
+    for order_id, answer in refunds.items():
+        payment = payments.get(order_id)
+        if payment is None or payment.status != Payment.Status.CAPTURED:
+            continue
+        result = _raise_if_failed(answer)
+        payment.status = Payment.Status.REFUNDED
+        payment.refund_reference = result.reference
+        payment.updated_at = timezone.now()
+        refunded.append(payment)
+        events.append(
+            NewEvent(
+                event_type="payments.refunded",
+                aggregate_id=str(order_id),
+                key=str(payment.order.customer_id),
+                causation_id=causation.get(order_id),
+                data=PaymentRefundedV1(
+                    order_id=order_id,
+                    customer_id=payment.order.customer_id,
+                    payment_id=payment.id,
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    provider_reference=result.reference,
+                ),
+            )
+        )
+    Payment.objects.bulk_update(refunded, ["status", "refund_reference", "updated_at"])
+    outbox_events_record(events)
+    return payments
+
+
 def payment_refund_for_order(
     *, order_id: uuid.UUID, causation_id: uuid.UUID | None = None
 ) -> Payment | None:
-    """Refund a captured payment once and record `payments.refunded`; else do nothing."""
-    payment = Payment.objects.select_for_update().filter(order_id=order_id).first()
-    if payment is None or payment.status != Payment.Status.CAPTURED:
-        return payment
-    gateway = payment_gateway()
-    result = gateway.refund(
-        charge_reference=payment.provider_reference,
-        amount=payment.amount,
-        currency=payment.currency,
-        idempotency_key=f"order-{order_id}-refund",
+    """Refund an order's captured payment once (the provider call outside any
+    transaction); returns the payment, if any, as it is afterwards."""
+    refunds = payment_refunds_request(order_ids=[order_id])
+    payments = payments_record_refunds(
+        refunds=refunds, causes=[PaymentCause(order_id, causation_id)]
     )
-    payment.status = Payment.Status.REFUNDED
-    payment.refund_reference = result.reference
-    payment.save(update_fields=["status", "refund_reference", "updated_at"])
-    outbox_event_record(
-        event_type="payments.refunded",
-        aggregate_id=str(order_id),
-        key=str(payment.order.customer_id),
-        causation_id=causation_id,
-        data=PaymentRefundedV1(
-            order_id=order_id,
-            customer_id=payment.order.customer_id,
-            payment_id=payment.id,
-            amount=payment.amount,
-            currency=payment.currency,
-            provider_reference=result.reference,
-        ),
-    )
-    return payment
+    return payments.get(order_id)

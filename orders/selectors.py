@@ -1,4 +1,5 @@
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -43,3 +44,21 @@ def order_list_stale(*, now: datetime) -> QuerySet[Order]:
 def order_timeline(*, order_id: uuid.UUID) -> QuerySet[OutboxEvent]:
     """Every event recorded about an order, oldest first: the saga as it happened."""
     return OutboxEvent.objects.filter(aggregate_id=str(order_id)).order_by("id")
+
+
+def order_list_awaiting_charge(*, order_ids: Sequence[uuid.UUID]) -> QuerySet[Order]:
+    """Those of these orders that are reserved and have no payment yet."""
+    return Order.objects.filter(
+        id__in=order_ids, status=OrderStatus.RESERVED, payment__isnull=True
+    ).only("id", "total", "currency", "payment_token")
+
+
+def payment_list_refundable(
+    *, order_ids: Sequence[uuid.UUID], only_ended_orders: bool = False
+) -> QuerySet[Payment]:
+    """Captured payments of these orders; with `only_ended_orders`, only where the order
+    was cancelled or expired (a charge that landed after the order ended)."""
+    payments = Payment.objects.filter(order_id__in=order_ids, status=Payment.Status.CAPTURED)
+    if only_ended_orders:
+        payments = payments.filter(order__status__in=[OrderStatus.CANCELLED, OrderStatus.EXPIRED])
+    return payments

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from inventory.selectors import products_by_sku
 from kafka_bridge.contracts import OrderCreatedV1, OrderItem, OrderStatusChangedV1
-from kafka_bridge.outbox import outbox_event_record
+from kafka_bridge.outbox import NewEvent, outbox_event_record, outbox_events_record
 from orders.models import Order, OrderLine, Shipment
 from orders.selectors import order_list_stale
 from orders.status import InvalidOrderTransition, OrderStatus, status_transition_check
@@ -122,11 +122,7 @@ def order_create(
     return order, True
 
 
-def _order_locked(order_id: uuid.UUID) -> Order | None:
-    return Order.objects.select_for_update().filter(id=order_id).first()
-
-
-def _order_transition(
+def _order_move(
     order: Order,
     *,
     target: str,
@@ -134,16 +130,16 @@ def _order_transition(
     actor: str = "system",
     causation_id: uuid.UUID | None = None,
     shipment: Shipment | None = None,
-) -> Order:
-    """Move a locked order to `target` and record `orders.<target>`; raise
-    InvalidOrderTransition if the status machine forbids it."""
+) -> NewEvent:
+    """Move a locked order to `target` in memory and return its `orders.<target>` event
+    (the caller saves and records both); raise InvalidOrderTransition if the status
+    machine forbids the move."""
     status_transition_check(current=order.status, target=target)
     previous = order.status
     order.status = target
     order.status_reason = reason[:200]
-    order.status_changed_at = timezone.now()
-    order.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
-    outbox_event_record(
+    order.status_changed_at = order.updated_at = timezone.now()
+    return NewEvent(
         event_type=f"orders.{target}",
         aggregate_id=str(order.id),
         key=str(order.customer_id),
@@ -159,70 +155,113 @@ def _order_transition(
             carrier=shipment.carrier if shipment else "",
         ),
     )
+
+
+_MOVED_FIELDS = ["status", "status_reason", "status_changed_at", "updated_at"]
+
+
+def _order_transition(
+    order: Order,
+    *,
+    target: str,
+    reason: str = "",
+    actor: str = "system",
+    shipment: Shipment | None = None,
+) -> Order:
+    """Move one locked order, save it and record its event (staff and customer actions)."""
+    event = _order_move(order, target=target, reason=reason, actor=actor, shipment=shipment)
+    order.save(update_fields=_MOVED_FIELDS)
+    outbox_events_record([event])
     return order
 
 
-def _order_apply_event(
-    *, order_id: uuid.UUID, target: str, reason: str = "", causation_id: uuid.UUID | None = None
-) -> Order | None:
-    """Apply a saga event to an order. An event that no longer applies (the order moved
-    on, e.g. a payment result for a cancelled order) is logged and changes nothing:
-    redelivery and reordering are normal."""
-    order = _order_locked(order_id)
-    if order is None:
-        logger.warning("order %s not found; %s ignored", order_id, target)
-        return None
-    if order.status == target:
-        return order
-    try:
-        return _order_transition(order, target=target, reason=reason, causation_id=causation_id)
-    except InvalidOrderTransition as exc:
-        logger.warning("order %s: %s; event ignored", order_id, exc)
-        return order
+@dataclass(frozen=True)
+class OrderChange:
+    """A saga event's effect on an order: move it to `target`."""
+
+    order_id: uuid.UUID
+    target: str
+    reason: str = ""
+    causation_id: uuid.UUID | None = None
 
 
 @transaction.atomic
+def orders_apply_changes(*, changes: Sequence[OrderChange]) -> dict[uuid.UUID, Order]:
+    """Apply saga events to orders, in the given order, in a constant number of queries:
+    every order locked in one statement (primary-key order), one UPDATE, one INSERT of
+    events. A change that no longer applies (the order moved on, e.g. a payment result for
+    a cancelled order) is logged and changes nothing: redelivery and reordering are normal.
+    A payment failure is followed by the order's cancellation (compensation: inventory
+    releases the stock on `orders.cancelled`). Returns the orders found, as they are now."""
+    orders = {
+        order.id: order
+        for order in Order.objects.select_for_update()
+        .filter(id__in={change.order_id for change in changes})
+        .order_by("pk")
+    }
+    moved: dict[uuid.UUID, Order] = {}
+    events: list[NewEvent] = []
+    for change in changes:
+        order = orders.get(change.order_id)
+        if order is None:
+            logger.warning("order %s not found; %s ignored", change.order_id, change.target)
+            continue
+        if order.status == change.target:
+            continue
+        try:
+            events.append(
+                _order_move(
+                    order,
+                    target=change.target,
+                    reason=change.reason,
+                    causation_id=change.causation_id,
+                )
+            )
+        except InvalidOrderTransition as exc:
+            logger.warning("order %s: %s; event ignored", order.id, exc)
+            continue
+        if change.target == OrderStatus.PAYMENT_FAILED:
+            events.append(
+                _order_move(
+                    order,
+                    target=OrderStatus.CANCELLED,
+                    reason=f"payment failed: {change.reason}",
+                    causation_id=change.causation_id,
+                )
+            )
+        moved[order.id] = order
+    Order.objects.bulk_update(moved.values(), _MOVED_FIELDS)
+    outbox_events_record(events)
+    return orders
+
+
+def _order_apply_change(change: OrderChange) -> Order | None:
+    return orders_apply_changes(changes=[change]).get(change.order_id)
+
+
 def order_mark_reserved(
     *, order_id: uuid.UUID, causation_id: uuid.UUID | None = None
 ) -> Order | None:
-    return _order_apply_event(
-        order_id=order_id, target=OrderStatus.RESERVED, causation_id=causation_id
-    )
+    return _order_apply_change(OrderChange(order_id, OrderStatus.RESERVED, "", causation_id))
 
 
-@transaction.atomic
 def order_mark_rejected(
     *, order_id: uuid.UUID, reason: str, causation_id: uuid.UUID | None = None
 ) -> Order | None:
-    return _order_apply_event(
-        order_id=order_id, target=OrderStatus.REJECTED, reason=reason, causation_id=causation_id
-    )
+    return _order_apply_change(OrderChange(order_id, OrderStatus.REJECTED, reason, causation_id))
 
 
-@transaction.atomic
 def order_mark_paid(*, order_id: uuid.UUID, causation_id: uuid.UUID | None = None) -> Order | None:
-    return _order_apply_event(order_id=order_id, target=OrderStatus.PAID, causation_id=causation_id)
+    return _order_apply_change(OrderChange(order_id, OrderStatus.PAID, "", causation_id))
 
 
-@transaction.atomic
 def order_mark_payment_failed(
     *, order_id: uuid.UUID, reason: str, causation_id: uuid.UUID | None = None
 ) -> Order | None:
     """payment_failed, then cancelled (compensation: inventory releases on the cancel)."""
-    order = _order_apply_event(
-        order_id=order_id,
-        target=OrderStatus.PAYMENT_FAILED,
-        reason=reason,
-        causation_id=causation_id,
+    return _order_apply_change(
+        OrderChange(order_id, OrderStatus.PAYMENT_FAILED, reason, causation_id)
     )
-    if order is not None and order.status == OrderStatus.PAYMENT_FAILED:
-        _order_transition(
-            order,
-            target=OrderStatus.CANCELLED,
-            reason=f"payment failed: {reason}",
-            causation_id=causation_id,
-        )
-    return order
 
 
 @transaction.atomic

@@ -64,6 +64,9 @@ TEST_ENVIRONMENT = {
     "KAFKA_HANDLER_BACKOFF_BASE_SECONDS": "0.05",
     "KAFKA_HANDLER_BACKOFF_MAX_SECONDS": "0.5",
     "OUTBOX_POLL_INTERVAL_SECONDS": "0.5",
+    # Each concurrent fake-provider call holds a database connection: keep test runs (which
+    # may share one PostgreSQL) well inside its connection limit.
+    "PAYMENTS_MAX_CONCURRENCY": "8",
     "DJANGO_DEBUG": "false",
 }
 

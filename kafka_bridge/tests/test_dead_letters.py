@@ -12,7 +12,7 @@ from django.utils import timezone
 from inventory.models import Reservation
 from kafka_bridge.client import common_config, topic_name
 from kafka_bridge.models import DeadLetter
-from orders.models import Order
+from orders.models import Order, Payment
 from testing.factories import customer_create, order_place_via_api, product_with_stock
 from testing.polling import wait_until
 from testing.saga import gateway_calls, wait_for_status
@@ -119,7 +119,10 @@ def test_transient_failures_retry_then_dead_letter_and_replay_fixes_the_order(pi
     assert letter.error_class == "orders.payments.GatewayUnavailable"
     assert letter.attempts == 5
     assert letter.event_type == "inventory.reserved"
-    assert Order.objects.get(id=order_id).status == "pending"  # its transaction rolled back
+    # The stock is held for it (reserved commits before the provider is called), and no
+    # payment was recorded: the charge's recording rolled back
+    assert Order.objects.get(id=order_id).status == "reserved"
+    assert not Payment.objects.filter(order_id=order_id).exists()
 
     # Then, once the provider works again, a replay completes the order exactly once
     Order.objects.filter(id=order_id).update(payment_token="")

@@ -45,7 +45,7 @@ def queued(monkeypatch) -> list[int]:  # type: ignore[no-untyped-def]
     """The task-queue seam: record what would be sent to Celery instead of sending it."""
     calls: list[int] = []
     monkeypatch.setattr(
-        "notifications.tasks.notification_deliver.delay", lambda pk: calls.append(pk)
+        "notifications.tasks.notifications_deliver.delay", lambda ids: calls.extend(ids)
     )
     return calls
 
@@ -153,10 +153,10 @@ def test_broker_down_at_commit_leaves_the_notification_pending(
     monkeypatch, django_capture_on_commit_callbacks
 ):
     # Given a task queue that cannot be reached
-    def broker_down(pk: int) -> None:
+    def broker_down(ids: list[int]) -> None:
         raise ConnectionError("broker unavailable")
 
-    monkeypatch.setattr("notifications.tasks.notification_deliver.delay", broker_down)
+    monkeypatch.setattr("notifications.tasks.notifications_deliver.delay", broker_down)
 
     # When a notification is created and its transaction commits
     with django_capture_on_commit_callbacks(execute=True):

@@ -206,7 +206,7 @@ def queued(monkeypatch) -> list[int]:  # type: ignore[no-untyped-def]
     """The task-queue seam: record what would be sent to Celery instead of sending it."""
     calls: list[int] = []
     monkeypatch.setattr(
-        "notifications.tasks.notification_deliver.delay", lambda pk: calls.append(pk)
+        "notifications.tasks.notifications_deliver.delay", lambda ids: calls.extend(ids)
     )
     return calls
 

@@ -160,6 +160,19 @@ def test_fake_gateway_unavailable_token_raises_and_records_nothing():
 
 
 @pytest.mark.django_db
+def test_provider_calls_inside_a_database_transaction_are_refused():
+    # Given a reserved order, and a transaction open (pytest-django's test transaction)
+    order = _reserved_order()
+
+    # When a charge is attempted inside it
+    with pytest.raises(RuntimeError, match="must not run inside a database transaction"):
+        payment_charge_for_order(order_id=order.id)
+
+    # Then the provider was never called
+    assert not FakeGatewayTransaction.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_charge_of_a_reserved_order_captures_and_records_payments_processed():
     # Given a reserved order for 2 x 12.50
     order = _reserved_order(price="12.50", quantity=2)
@@ -192,7 +205,7 @@ def test_charge_of_a_reserved_order_captures_and_records_payments_processed():
     assert _events(order, "payments.failed") == []
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_charge_passes_the_causation_id_to_the_event():
     # Given a reserved order and the event that caused the charge
     order = _reserved_order()
@@ -206,7 +219,7 @@ def test_charge_passes_the_causation_id_to_the_event():
     assert event.envelope["causation_id"] == str(cause)
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_charging_twice_returns_the_same_payment_and_charges_once():
     # Given a reserved order already charged
     order = _reserved_order()
@@ -223,7 +236,7 @@ def test_charging_twice_returns_the_same_payment_and_charges_once():
     assert len(_events(order, "payments.processed")) == 1
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_pending_order_is_not_charged():
     # Given an order still pending (stock not reserved yet)
     order = _order()
@@ -238,7 +251,7 @@ def test_pending_order_is_not_charged():
     assert not OutboxEvent.objects.filter(event_type__startswith="payments.").exists()
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_cancelled_order_is_not_charged():
     # Given a reserved order that the customer cancelled
     order = _reserved_order()
@@ -254,13 +267,13 @@ def test_cancelled_order_is_not_charged():
     assert not OutboxEvent.objects.filter(event_type__startswith="payments.").exists()
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_unknown_order_is_not_charged():
     assert payment_charge_for_order(order_id=uuid.uuid4()) is None
     assert not FakeGatewayTransaction.objects.exists()
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_declined_charge_records_a_failed_payment_and_payments_failed():
     # Given a reserved order paid with the decline token
     order = _reserved_order(token="tok_decline", price="12.50", quantity=2)
@@ -281,7 +294,7 @@ def test_declined_charge_records_a_failed_payment_and_payments_failed():
     assert _events(order, "payments.processed") == []
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_charge_above_the_limit_fails_with_amount_above_limit(settings):
     # Given a limit of 20 and a reserved order of 25.00
     settings.PAYMENTS = {**settings.PAYMENTS, "OPTIONS": {"decline_above": "20"}}
@@ -299,7 +312,7 @@ def test_charge_above_the_limit_fails_with_amount_above_limit(settings):
     assert event.envelope["data"]["reason"] == "amount_above_limit"
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_unavailable_gateway_propagates_and_leaves_no_payment():
     # Given a reserved order whose token makes the provider unavailable
     order = _reserved_order(token="tok_unavailable")
@@ -316,7 +329,7 @@ def test_unavailable_gateway_propagates_and_leaves_no_payment():
 # --- payment_refund_for_order ------------------------------------------------------------
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_refund_of_a_captured_payment_refunds_once_and_records_payments_refunded():
     # Given a captured payment
     order = _reserved_order(price="12.50", quantity=2)
@@ -342,7 +355,7 @@ def test_refund_of_a_captured_payment_refunds_once_and_records_payments_refunded
     assert data["provider_reference"] == refund.reference
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_refunding_twice_refunds_once():
     # Given a refunded payment
     order = _reserved_order()
@@ -359,7 +372,7 @@ def test_refunding_twice_refunds_once():
     assert len(_events(order, "payments.refunded")) == 1
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_failed_payment_is_not_refunded():
     # Given a declined payment
     order = _reserved_order(token="tok_decline")
@@ -375,7 +388,7 @@ def test_failed_payment_is_not_refunded():
     assert _events(order, "payments.refunded") == []
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_refund_without_a_payment_does_nothing():
     # Given an order that was never charged
     order = _order()

@@ -299,6 +299,7 @@ def test_detail_of_a_new_order_has_an_empty_saga():
     assert entry["correlation_id"] == event.correlation_id
 
 
+@pytest.mark.django_db(transaction=True)  # the charge runs outside any transaction
 def test_detail_shows_payment_shipment_and_the_timeline_oldest_first():
     # Given an order charged and shipped through the services
     payment_gateway.cache_clear()
@@ -327,6 +328,7 @@ def test_detail_shows_payment_shipment_and_the_timeline_oldest_first():
     ]
 
 
+@pytest.mark.django_db(transaction=True)  # the charge runs outside any transaction
 def test_detail_of_a_declined_order_shows_the_failed_payment_and_the_cancellation():
     # Given an order whose card was declined
     payment_gateway.cache_clear()

@@ -15,6 +15,7 @@ from inventory.services import (
     stock_release_for_order,
     stock_reserve_for_order,
 )
+from kafka_bridge.consumer.apply import events_apply
 from kafka_bridge.contracts import event_decode
 from kafka_bridge.models import OutboxEvent
 from kafka_bridge.registry import CONSUMERS
@@ -405,11 +406,12 @@ def _orders_consumer_catches_up(*, after_event_id: int) -> None:
     last = after_event_id
     while event := OutboxEvent.objects.filter(id__gt=last).order_by("id").first():
         last = event.id
-        handler = handlers.get(event.event_type)
-        if handler is not None:
-            handler(event_decode(json.dumps(event.envelope).encode()))
+        if event.event_type in handlers:
+            decoded = event_decode(json.dumps(event.envelope).encode())
+            events_apply(group="orders-catching-up", events=[decoded], handlers=handlers)
 
 
+@pytest.mark.django_db(transaction=True)  # the charge runs outside any transaction
 def test_cancel_after_a_captured_charge_is_refunded_when_the_consumer_catches_up():
     # Given a reserved order charged successfully, before orders.paid was recorded
     payment_gateway.cache_clear()
@@ -431,6 +433,7 @@ def test_cancel_after_a_captured_charge_is_refunded_when_the_consumer_catches_up
     assert len(_events(order, "payments.refunded")) == 1
 
 
+@pytest.mark.django_db(transaction=True)  # the charge runs outside any transaction
 def test_expiry_never_leaves_a_captured_payment_on_an_expired_order(short_timeouts):
     # Given a reserved order charged successfully, whose payments.processed the orders
     # consumer has not handled yet (it lags beyond the reserved timeout)

@@ -1,0 +1,120 @@
+"""Step 2, dedupe: events a consumer group already processed are dropped, twice over.
+
+Redis answers first, for the whole batch in one MGET; the keys are set in one pipeline after
+the batch commits. The database decides: `ProcessedEvent` rows are inserted for the whole
+batch in one statement inside the batch transaction, and the rows that conflict are the
+duplicates. So effects and "processed" marks commit together, and a Redis that lost its keys
+(or is down) costs speed, never correctness.
+"""
+
+import logging
+import uuid
+from collections.abc import Sequence
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from kafka_bridge.contracts import Event
+from kafka_bridge.models import ProcessedEvent
+from kafka_bridge.redis_client import OutageBackoff, redis_client
+
+logger = logging.getLogger(__name__)
+
+
+def idempotency_redis_key(group: str, event_id: object) -> str:
+    return f"kafka_bridge:processed:{group}:{event_id}"
+
+
+class RedisSeenEvents:
+    """The Redis half: a cache of processed event ids, skipped while Redis is down."""
+
+    def __init__(self, *, group: str, consumer_name: str) -> None:
+        self.group = group
+        self.consumer_name = consumer_name
+        self._backoff = OutageBackoff()
+
+    def seen(self, events: Sequence[Event]) -> set[uuid.UUID]:
+        """Ids of the events Redis knows as processed (none while Redis is down)."""
+        if not events or not self._backoff.ready():
+            return set()
+        try:
+            values = redis_client().mget(
+                [idempotency_redis_key(self.group, e.event_id) for e in events]
+            )
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return set()
+        self._succeeded()
+        return {e.event_id for e, value in zip(events, values, strict=True) if value is not None}
+
+    def remember(self, events: Sequence[Event]) -> None:
+        if not events or not self._backoff.ready():
+            return
+        try:
+            pipeline = redis_client().pipeline(transaction=False)
+            for event in events:
+                pipeline.set(
+                    idempotency_redis_key(self.group, event.event_id),
+                    b"1",
+                    ex=settings.IDEMPOTENCY_KEY_TTL_SECONDS,
+                )
+            pipeline.execute()
+        except redis.RedisError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        if self._backoff.failed():  # one line per outage, not per batch
+            logger.warning(
+                "consumer %s: Redis unavailable (%s); idempotency falls back to the database",
+                self.consumer_name,
+                exc,
+            )
+
+    def _succeeded(self) -> None:
+        if self._backoff.succeeded():
+            logger.info("consumer %s: Redis is back", self.consumer_name)
+
+
+def processed_events_known(*, group: str, events: Sequence[Event]) -> set[uuid.UUID]:
+    """Ids of these events the database already records as processed by `group`."""
+    return set(
+        ProcessedEvent.objects.filter(
+            consumer_group=group, event_id__in=[e.event_id for e in events]
+        ).values_list("event_id", flat=True)
+    )
+
+
+def processed_events_mark(*, group: str, events: Sequence[Event]) -> set[uuid.UUID]:
+    """Insert the ProcessedEvent rows of `events` in one statement; return the ids that were
+    new. Must run in the transaction that applies their effects."""
+    if not events:
+        return set()
+    table = ProcessedEvent._meta.db_table
+    fields = [ProcessedEvent._meta.get_field(name) for name in ("event_id", "processed_at")]
+    event_id_field, processed_at_field = fields
+    now = processed_at_field.get_db_prep_value(timezone.now(), connection)
+    values: list[object] = []
+    for event in events:
+        values += [
+            group,
+            event_id_field.get_db_prep_value(event.event_id, connection),
+            event.event_type,
+            now,
+        ]
+    rows = ", ".join(["(%s, %s, %s, %s)"] * len(events))
+    # ON CONFLICT ... RETURNING (PostgreSQL, SQLite ≥ 3.35): the conflicts are the duplicates.
+    sql = (
+        f"INSERT INTO {table} (consumer_group, event_id, event_type, processed_at) "
+        f"VALUES {rows} ON CONFLICT (consumer_group, event_id) DO NOTHING RETURNING event_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        inserted = cursor.fetchall()
+    return {_as_uuid(value) for (value,) in inserted}
+
+
+def _as_uuid(value: object) -> uuid.UUID:
+    # PostgreSQL returns UUIDs, SQLite the 32-character hex Django stores.
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))

@@ -1,0 +1,31 @@
+"""Step 1, decode: each Kafka message of a batch becomes a `Received`, with its event or the
+reason it cannot be one. Nothing here touches the database, Redis or the broker."""
+
+from dataclasses import dataclass
+
+from confluent_kafka import Message
+
+from kafka_bridge.contracts import Event, EventDecodeError, event_decode
+
+
+@dataclass
+class Received:
+    message: Message
+    event: Event | None = None
+    # Why the bytes are not an event we understand: the message goes to the DLQ as it is.
+    undecodable: EventDecodeError | None = None
+
+    @property
+    def position(self) -> str:
+        message = self.message
+        return f"{message.topic()}[{message.partition()}]@{message.offset()}"
+
+
+def received_decode(message: Message, *, raw: bool) -> Received:
+    """Decode one message; a raw consumer takes messages as they are."""
+    if raw:
+        return Received(message)
+    try:
+        return Received(message, event=event_decode(message.value()))
+    except EventDecodeError as exc:
+        return Received(message, undecodable=exc)

@@ -1,0 +1,284 @@
+"""The loop of `manage.py run_consumer <name>`: poll a batch, decode, dedupe, apply, commit.
+
+1. **Poll**: wait for one message, then take what else is already fetched, up to
+   `KAFKA_CONSUMER_BATCH_SIZE` messages and `KAFKA_CONSUMER_BATCH_MAX_WAIT_MS` of waiting.
+   Under load batches fill up; at low load a batch is the one message that came, so batching
+   adds no latency.
+2. **Decode** each message (`received.py`); undecodable ones are dead-lettered.
+3. **Dedupe** (`idempotency.py`): events of other consumers on a shared topic are skipped,
+   an event repeated within the batch counts once, Redis drops known ones in one MGET.
+4. **Apply** (`apply.py`): one transaction for the batch: ProcessedEvent rows in one INSERT
+   (the conflicts are the duplicates), then set-based handlers.
+5. **Commit** (`offsets.py`): offsets of the whole batch are stored after the transaction
+   committed, and committed to Kafka about once a second, on revocation and on shutdown.
+
+A batch that fails is split in halves, each applied as a unit, down to the failing event
+alone: the events around it commit, and it alone is retried with backoff and jitter, then
+dead-lettered (at once, for permanent errors). A stop request during those retries leaves
+the rest of the batch uncommitted, so it is redelivered to whoever owns the partition next.
+Rebalance callbacks only run inside `poll`/`consume`, never while a batch is in hand, so a
+revoked partition's finished batch is always committed before it moves.
+"""
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from django.conf import settings
+from django.db import close_old_connections, transaction
+
+from kafka_bridge.client import consumer_config, group_name, topic_name
+from kafka_bridge.contracts import Event
+from kafka_bridge.lifecycle import StopFlag
+from kafka_bridge.registry import ConsumerSpec
+
+from .apply import events_apply
+from .failures import DeadLetterWriter, RetryPolicy
+from .idempotency import RedisSeenEvents
+from .offsets import OffsetCommitter
+from .received import Received, received_decode
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ProcessingStats:
+    processed: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+
+
+@dataclass
+class ConsumerRunner:
+    spec: ConsumerSpec
+    stop: StopFlag = field(default_factory=StopFlag)
+    stats: ProcessingStats = field(default_factory=ProcessingStats)
+
+    def __post_init__(self) -> None:
+        kafka = settings.KAFKA
+        self.group = group_name(self.spec.name)
+        self.retry = RetryPolicy.from_settings(kafka)
+        self.batch_size = max(1, kafka["CONSUMER_BATCH_SIZE"])
+        self.batch_max_wait = kafka["CONSUMER_BATCH_MAX_WAIT_MS"] / 1000
+        self.consumer = Consumer(
+            consumer_config(group_id=self.group, role=f"consumer-{self.spec.name}")
+        )
+        self._physical_to_logical = {topic_name(t): t for t in self.spec.topics}
+        self.offsets = OffsetCommitter(
+            consumer=self.consumer,
+            interval_seconds=kafka["COMMIT_INTERVAL_SECONDS"],
+            label=self.spec.name,
+        )
+        self.redis = RedisSeenEvents(group=self.group, consumer_name=self.spec.name)
+        self.dead_letters = DeadLetterWriter(
+            group=self.group, consumer_name=self.spec.name, logical_topics=self._physical_to_logical
+        )
+
+    # --- loop -------------------------------------------------------------------------
+    def run(self) -> None:
+        self.consumer.subscribe(
+            list(self._physical_to_logical), on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        logger.info(
+            "consumer %s started: group=%s topics=%s batch=%d",
+            self.spec.name,
+            self.group,
+            ",".join(self._physical_to_logical),
+            self.batch_size,
+        )
+        last_report = time.monotonic()
+        try:
+            while not self.stop.stopping:
+                messages = self._poll_batch()
+                if messages:
+                    close_old_connections()
+                    raw = self.spec.is_raw
+                    self.handle_batch([received_decode(m, raw=raw) for m in messages])
+                self.offsets.commit_if_due()
+                if time.monotonic() - last_report > 30 and self.stats.processed:
+                    logger.info(
+                        "consumer %s: %d events processed so far",
+                        self.spec.name,
+                        self.stats.processed,
+                    )
+                    last_report = time.monotonic()
+        finally:
+            self.offsets.commit()
+            self.consumer.close()  # leaves the group so partitions move at once
+            self.dead_letters.close()
+            logger.info(
+                "consumer %s stopped: processed=%d duplicates=%d skipped=%d dead_lettered=%d "
+                "batches=%d",
+                self.spec.name,
+                self.stats.processed,
+                self.stats.duplicates,
+                self.stats.skipped,
+                self.stats.dead_lettered,
+                self.stats.batches,
+            )
+
+    def _poll_batch(self) -> list[Message]:
+        first = self.consumer.poll(0.5)
+        if first is None:
+            return []
+        messages = [first]
+        if self.batch_size > 1:
+            messages += self.consumer.consume(self.batch_size - 1, timeout=self.batch_max_wait)
+        good = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                good.append(message)
+            elif error.fatal():
+                raise KafkaException(error)
+            else:
+                logger.warning("consumer %s: %s", self.spec.name, error)
+        return good
+
+    # --- a batch ----------------------------------------------------------------------
+    def handle_batch(self, items: Sequence[Received]) -> bool:
+        """Process `items` as one unit; on failure split it until the failing event is
+        alone. Returns False if a stop request cut it short (nothing after is stored)."""
+        try:
+            self._process(items)
+        except Exception as exc:
+            if len(items) == 1:
+                return self._retry_alone(items[0], exc)
+            logger.warning(
+                "consumer %s: batch of %d failed (%s: %s); splitting it to isolate the failure",
+                self.spec.name,
+                len(items),
+                type(exc).__name__,
+                exc,
+            )
+            half = len(items) // 2
+            return self.handle_batch(items[:half]) and self.handle_batch(items[half:])
+        self.offsets.store(item.message for item in items)
+        return True
+
+    def _retry_alone(self, item: Received, exc: Exception) -> bool:
+        attempts = 1
+        while True:
+            # A raw consumer (the dead-letter store) has no DLQ of its own: it retries
+            # until the message is stored, never committing past it.
+            if not self.spec.is_raw and self.retry.gives_up(exc, attempts):
+                self._dead_letter(item, exc, attempts)
+                self.offsets.store([item.message])
+                return True
+            delay = self.retry.delay(attempts)
+            logger.warning(
+                "consumer %s: attempt %d at %s failed (%s: %s); retrying in %.2fs",
+                self.spec.name,
+                attempts,
+                item.position,
+                type(exc).__name__,
+                exc,
+                delay,
+            )
+            # A stop request ends the retries; the offset stays uncommitted so the
+            # event is redelivered to whoever owns the partition next.
+            if self.stop.wait(delay):
+                return False
+            close_old_connections()
+            attempts += 1
+            try:
+                self._process([item])
+            except Exception as retry_exc:
+                exc = retry_exc
+                continue
+            self.offsets.store([item.message])
+            return True
+
+    def _process(self, items: Sequence[Received]) -> None:
+        """Apply one unit; raises if it must be retried. Statistics count only on success."""
+        if self.spec.is_raw:
+            with transaction.atomic():
+                for item in items:
+                    self.spec.message_handler(item.message)
+            self.stats.processed += len(items)
+            self.stats.batches += 1
+            return
+        undecodable = [item for item in items if item.undecodable is not None]
+        if len(items) == 1 and undecodable:
+            raise undecodable[0].undecodable  # type: ignore[misc]
+        events, skipped, repeated = self._handled_once(items)
+        seen = self.redis.seen(events)
+        todo = [event for event in events if event.event_id not in seen]
+        processed: list[Event] = []
+        database_duplicates: list[Event] = []
+        if todo:
+            applied = events_apply(group=self.group, events=todo, handlers=self.spec.handlers)
+            processed, database_duplicates = applied.processed, applied.duplicates
+            self.redis.remember(todo)
+        # Dead letters go out after the batch committed: a failed commit redelivers all.
+        for item in undecodable:
+            self._dead_letter(item, item.undecodable, attempts=1)  # type: ignore[arg-type]
+        for where, duplicates in (
+            ("batch", repeated),
+            ("redis", [e for e in events if e.event_id in seen]),
+            ("database", database_duplicates),
+        ):
+            for event in duplicates:
+                logger.info(
+                    "consumer %s: duplicate event %s skipped (%s)",
+                    self.spec.name,
+                    event.event_id,
+                    where,
+                )
+        self.stats.processed += len(processed)
+        self.stats.duplicates += len(repeated) + len(seen) + len(database_duplicates)
+        self.stats.skipped += skipped
+        self.stats.batches += 1
+
+    def _handled_once(self, items: Sequence[Received]) -> tuple[list[Event], int, list[Event]]:
+        """The decoded events this consumer handles, each once: (events, how many were
+        another consumer's, events repeated within the batch)."""
+        events: list[Event] = []
+        repeated: list[Event] = []
+        ids: set[object] = set()
+        skipped = 0
+        for item in items:
+            event = item.event
+            if event is None:
+                continue
+            if event.event_type not in self.spec.handlers:
+                skipped += 1  # another consumer's event on a shared topic
+            elif event.event_id in ids:
+                repeated.append(event)
+            else:
+                ids.add(event.event_id)
+                events.append(event)
+        return events, skipped, repeated
+
+    def _dead_letter(self, item: Received, exc: BaseException, attempts: int) -> None:
+        dlq_topic = self.dead_letters.write(item.message, exc, attempts)
+        self.stats.dead_lettered += 1
+        logger.error(
+            "consumer %s: %s dead-lettered to %s after %d attempt(s): %s: %s",
+            self.spec.name,
+            item.position,
+            dlq_topic,
+            attempts,
+            type(exc).__name__,
+            exc,
+        )
+
+    # --- rebalances -------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        logger.info(
+            "consumer %s assigned %s",
+            self.spec.name,
+            ", ".join(f"{p.topic}[{p.partition}]" for p in partitions),
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.offsets.revoke({(p.topic, p.partition) for p in partitions})
+        logger.info(
+            "consumer %s revoked %s",
+            self.spec.name,
+            ", ".join(f"{p.topic}[{p.partition}]" for p in partitions),
+        )
