@@ -208,7 +208,9 @@ def payment_charges_request(*, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID
     """Ask the provider to charge every order among these that is reserved and has no
     payment yet; no transaction may be open. Safe to repeat: each charge carries the
     order's idempotency key, so a retry after a crash never moves money twice."""
-    orders = order_list_awaiting_charge(order_ids=order_ids)
+    orders = list(order_list_awaiting_charge(order_ids=order_ids))
+    if orders:
+        logger.info("charging %d order(s)", len(orders))
     gateway = payment_gateway()
     return gateway_calls(
         {

@@ -1,11 +1,40 @@
 """Direct Kafka access for tests: read a topic from the start, inspect committed offsets."""
 
+import json
 import time
 import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
+from django.utils import timezone
 
-from kafka_bridge.client import common_config
+from kafka_bridge.client import common_config, topic_name
+
+
+def event_envelope(
+    event_type: str, data: dict, *, version: int = 1, aggregate_id: str = "", event_id: str = ""
+) -> bytes:
+    """The bytes of an event as a producer of ours would send them (no validation: tests
+    use this to send poison too)."""
+    return json.dumps(
+        {
+            "event_id": event_id or str(uuid.uuid4()),
+            "event_type": event_type,
+            "schema_version": version,
+            "occurred_at": timezone.now().isoformat(),
+            "correlation_id": "test",
+            "aggregate_id": aggregate_id or str(uuid.uuid4()),
+            "data": data,
+        }
+    ).encode()
+
+
+def messages_produce(logical_topic: str, key: str, values: list[bytes]) -> None:
+    """Send values to a topic of this test's namespace, in order, with one key (so one
+    partition) and the partitioner our producers use."""
+    producer = Producer({**common_config(), "partitioner": "murmur2_random"})
+    for value in values:
+        producer.produce(topic_name(logical_topic), key=key.encode(), value=value)
+    assert producer.flush(10) == 0
 
 
 def topic_read_all(topic: str, *, expected: int, timeout: float = 20.0) -> list[Message]:

@@ -110,6 +110,39 @@ def test_customer_cancels_before_payment(pipeline):
     assert not Payment.objects.filter(order_id=order_id).exists()
 
 
+def test_cancel_while_the_charge_is_in_flight_ends_cancelled_and_refunded(pipeline):
+    # Given an order whose charge is waiting on a slow payment provider (no transaction is
+    # open meanwhile, so nothing blocks the customer)
+    pipeline.relay()
+    pipeline.consumer("inventory")
+    orders = pipeline.consumer("orders", PAYMENTS_FAKE_LATENCY_MS="4000")
+    pipeline.consumer("notifications")
+    pipeline.celery_worker()
+    customer = customer_create()
+    product = product_with_stock(on_hand=5)
+    order_id = order_place_via_api(customer, product.sku, 2)
+    wait_until(lambda: "charging 1 order(s)" in orders.log(), timeout=30, message="charging")
+
+    # When the customer cancels it before the provider has answered
+    response = _post(customer, f"/api/orders/{order_id}/cancel/")
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "cancelled"
+    assert not Payment.objects.filter(order_id=order_id).exists()  # still in flight
+
+    # Then the charge that lands afterwards is recorded and refunded once, the order stays
+    # cancelled, the stock comes back, and the customer never hears "payment received"
+    wait_until(
+        lambda: Payment.objects.filter(order_id=order_id, status="refunded").exists(),
+        timeout=60,
+        message="the late charge refunded",
+    )
+    wait_for_notifications(order_id, K.ORDER_CONFIRMED, K.CANCELLED)
+    wait_until(lambda: stock_of(product.sku) == (5, 0), timeout=30, message="stock released")
+    assert gateway_calls(order_id) == {"charge": 1, "refund": 1}
+    assert snapshot(order_id, product.sku)["status"] == "cancelled"
+    assert snapshot(order_id, product.sku)["events"]["payments.refunded"] == 1
+
+
 def test_customer_cancels_after_payment_and_is_refunded(pipeline):
     pipeline.start_all()
     customer = customer_create()

@@ -1,19 +1,18 @@
 """Poison messages end in the dead letters with the reason in their headers, while good
 messages behind them on the same partition keep flowing; dead letters can be replayed."""
 
-import json
 import uuid
 
 import pytest
-from confluent_kafka import Producer
 from django.core.management import call_command
 from django.utils import timezone
 
 from inventory.models import Reservation
-from kafka_bridge.client import common_config, topic_name
+from kafka_bridge.client import topic_name
 from kafka_bridge.models import DeadLetter
 from orders.models import Order, Payment
 from testing.factories import customer_create, order_place_via_api, product_with_stock
+from testing.kafka import event_envelope, messages_produce
 from testing.polling import wait_until
 from testing.saga import gateway_calls, wait_for_status
 
@@ -21,24 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def _envelope(event_type: str, version: int, data: dict) -> bytes:
-    return json.dumps(
-        {
-            "event_id": str(uuid.uuid4()),
-            "event_type": event_type,
-            "schema_version": version,
-            "occurred_at": timezone.now().isoformat(),
-            "correlation_id": "poison-test",
-            "aggregate_id": str(uuid.uuid4()),
-            "data": data,
-        }
-    ).encode()
-
-
-def _produce(topic: str, key: str, values: list[bytes]) -> None:
-    producer = Producer({**common_config(), "partitioner": "murmur2_random"})
-    for value in values:
-        producer.produce(topic_name(topic), key=key.encode(), value=value)
-    assert producer.flush(10) == 0
+    return event_envelope(event_type, data, version=version)
 
 
 def test_each_kind_of_poison_is_dead_lettered_and_the_partition_keeps_flowing(pipeline):
@@ -61,7 +43,7 @@ def test_each_kind_of_poison_is_dead_lettered_and_the_partition_keeps_flowing(pi
             "orders.created", 1, {**valid_order, "items": [{"sku": product.sku, "quantity": -1}]}
         ),
     }
-    _produce("orders", str(customer.pk), list(poison.values()))
+    messages_produce("orders", str(customer.pk), list(poison.values()))
     pipeline.relay()
     pipeline.consumer("inventory")
     pipeline.consumer("dead_letters")
@@ -99,7 +81,7 @@ def test_a_domain_error_is_dead_lettered_at_once(pipeline):
         "status": "reserved",
     }
 
-    _produce("orders", "999999999", [_envelope("orders.reserved", 1, ghost)])
+    messages_produce("orders", "999999999", [_envelope("orders.reserved", 1, ghost)])
 
     letter = wait_until(lambda: DeadLetter.objects.first(), timeout=30, message="dead letter")
     assert letter.error_class.endswith("DoesNotExist")
