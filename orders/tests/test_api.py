@@ -1,6 +1,8 @@
 """The orders API: create, list, retrieve; validation, idempotency, auth and the schema."""
 
 import json
+import subprocess
+import sys
 import uuid
 from decimal import Decimal
 
@@ -552,6 +554,17 @@ def test_malformed_json_is_400_and_creates_nothing(raw):
     assert response.json()  # a JSON error body, not an HTML page
     assert Order.objects.count() == 0
     assert OutboxEvent.objects.count() == 0
+
+
+def test_error_module_named_in_settings_imports_first_without_a_cycle():
+    # DRF's views read DEFAULT_PARSER_CLASSES (our ecommerce.api_errors.JSONParser) while
+    # being imported; a script that imports our module first must not hit a cycle.
+    code = "import django; django.setup(); import ecommerce.api_errors"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 @pytest.mark.django_db
