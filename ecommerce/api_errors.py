@@ -5,7 +5,6 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, parsers, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 
 class ApiDomainError(exceptions.APIException):
@@ -28,6 +27,11 @@ class JSONParser(parsers.JSONParser):
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    # Imported here: rest_framework.views reads DEFAULT_PARSER_CLASSES while it is imported,
+    # which names this module, so a module-level import fails whenever this module is
+    # imported before DRF's views (a script, a shell, a test importing it first).
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}

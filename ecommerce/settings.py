@@ -107,6 +107,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     # DRF's default parsers, with a JSON parser that answers 400 (not 500) to deep nesting.
+    # DRF's stdlib-json renderer and parser are kept on purpose: orjson was measured on
+    # POST /api/orders/ and saves ~20 us of ~14 ms CPU per request, no gain over HTTP.
     "DEFAULT_PARSER_CLASSES": [
         "ecommerce.api_errors.JSONParser",
         "rest_framework.parsers.FormParser",

@@ -6,6 +6,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -42,7 +43,13 @@ def _fingerprint(items: Sequence[OrderItemInput]) -> str:
 
 
 def _order_for_key(*, customer: AbstractBaseUser, key: str, fingerprint: str) -> Order | None:
-    order = Order.objects.filter(customer=customer, idempotency_key=key).first()
+    # Payment and shipment joined: the caller answers with the whole order, and a replayed
+    # order may have either by now.
+    order = (
+        Order.objects.filter(customer=customer, idempotency_key=key)
+        .select_related("payment", "shipment")
+        .first()
+    )
     if order is not None and order.request_fingerprint != fingerprint:
         raise IdempotencyKeyReused(key)
     return order
@@ -76,7 +83,9 @@ def order_create(
 
     total = sum((products[i.sku].price * i.quantity for i in items), Decimal("0"))
     try:
-        with transaction.atomic():
+        # The savepoint only matters when a key can collide: it keeps the transaction usable
+        # to look up the winner. Without a key, any IntegrityError is a bug and may abort all.
+        with transaction.atomic() if idempotency_key else nullcontext():
             order = Order.objects.create(
                 customer=customer,
                 total=total,
@@ -119,7 +128,20 @@ def order_create(
             ],
         ),
     )
+    _relations_of_new_order_set(order, lines=lines)
     return order, True
+
+
+def _relations_of_new_order_set(order: Order, *, lines: list[OrderLine]) -> None:
+    """Fill the relation caches of a just-created order, as select_related/prefetch_related
+    would: it has exactly these lines and no payment or shipment yet, so whoever renders it
+    (the API answers with the whole order) needs no query for them."""
+    # The prefetch cache is what `order.lines.all()` reads; DRF's own update view resets it
+    # the same way.
+    order._prefetched_objects_cache = {"lines": lines}  # type: ignore[attr-defined]
+    # A cached None makes `order.payment` raise DoesNotExist without asking the database.
+    Order.payment.related.set_cached_value(order, None)
+    Order.shipment.related.set_cached_value(order, None)
 
 
 def _order_move(

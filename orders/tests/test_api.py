@@ -1,6 +1,8 @@
 """The orders API: create, list, retrieve; validation, idempotency, auth and the schema."""
 
 import json
+import subprocess
+import sys
 import uuid
 from decimal import Decimal
 
@@ -319,6 +321,57 @@ def test_bad_token_is_401():
     assert client.get(ORDERS_URL).status_code == 401
 
 
+# --- query budget ------------------------------------------------------------------------
+# Exact counts, so that any extra query (a lazy relation, a lookup that need not happen)
+# fails here. Transactional tests: BEGIN and COMMIT are real, as in production.
+
+
+def _post_two_lines_counting_queries(django_assert_num_queries, count, **headers):  # type: ignore[no-untyped-def]
+    customer = customer_create()
+    a, b = product_with_stock(price="2.00"), product_with_stock(price="3.00")
+    client = api_client_for(customer)  # the token exists before counting, as in real use
+    body = _items((a.sku, 1), (b.sku, 2))
+    with django_assert_num_queries(count):
+        response = _post_order(client, body, **headers)
+    assert response.status_code == 201, response.content
+    return client, body, response
+
+
+@pytest.mark.django_db(transaction=True)
+def test_create_order_costs_seven_queries(django_assert_num_queries):
+    # Token+user, BEGIN, products, INSERT order, INSERT lines, INSERT outbox event, COMMIT:
+    # nothing is read back, since a new order has just these lines and no payment/shipment.
+    _, _, response = _post_two_lines_counting_queries(django_assert_num_queries, 7)
+
+    body = response.json()
+    assert [(line["quantity"], line["unit_price"]) for line in body["items"]] == [
+        (1, "2.00"),
+        (2, "3.00"),
+    ]
+    assert body["payment"] is None
+    assert body["shipment"] is None
+    assert body["total"] == "8.00"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_create_order_with_idempotency_key_costs_ten_queries_and_its_replay_five(
+    django_assert_num_queries,
+):
+    # With a key: + the key lookup, + SAVEPOINT/RELEASE around the insert (the savepoint lets
+    # a concurrent duplicate key be answered with the winner's order).
+    client, body, first = _post_two_lines_counting_queries(
+        django_assert_num_queries, 10, **{"Idempotency-Key": "budget"}
+    )
+
+    # The replay: token+user, BEGIN, key lookup (payment, shipment joined), COMMIT, lines.
+    with django_assert_num_queries(5):
+        replay = _post_order(client, body, **{"Idempotency-Key": "budget"})
+
+    assert replay.status_code == 201, replay.content
+    assert replay["Idempotent-Replayed"] == "true"
+    assert replay.json() == first.json()
+
+
 # --- idempotency -------------------------------------------------------------------------
 
 
@@ -501,6 +554,17 @@ def test_malformed_json_is_400_and_creates_nothing(raw):
     assert response.json()  # a JSON error body, not an HTML page
     assert Order.objects.count() == 0
     assert OutboxEvent.objects.count() == 0
+
+
+def test_error_module_named_in_settings_imports_first_without_a_cycle():
+    # DRF's views read DEFAULT_PARSER_CLASSES (our ecommerce.api_errors.JSONParser) while
+    # being imported; a script that imports our module first must not hit a cycle.
+    code = "import django; django.setup(); import ecommerce.api_errors"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 @pytest.mark.django_db
