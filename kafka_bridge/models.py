@@ -1,4 +1,6 @@
+import json
 import uuid
+from typing import Any
 
 from django.db import models
 from django.db.models import Q
@@ -9,6 +11,8 @@ class OutboxEvent(models.Model):
 
     The relay publishes rows in `id` order and stamps `published_at`; a row is never deleted
     by the relay, so the table doubles as an audit log of everything the system emitted.
+    `value` holds the exact message bytes, serialised once when the event was recorded, so
+    the relay sends them as they are; `envelope` is those bytes parsed, for readers.
     """
 
     # Not unique: a replayed dead letter is recorded again with its original event id, so
@@ -20,7 +24,7 @@ class OutboxEvent(models.Model):
     key = models.CharField(max_length=200, help_text="Kafka message key (the customer id).")
     aggregate_id = models.CharField(max_length=100, db_index=True)
     correlation_id = models.CharField(max_length=100, db_index=True)
-    envelope = models.JSONField()
+    value = models.BinaryField(help_text="The message value sent to Kafka: the JSON envelope.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     published_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -43,6 +47,11 @@ class OutboxEvent(models.Model):
     @property
     def is_published(self) -> bool:
         return self.published_at is not None
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        """The envelope parsed from `value`; read-only, since the bytes are what is sent."""
+        return json.loads(bytes(self.value))
 
 
 class ProcessedEvent(models.Model):

@@ -1,12 +1,24 @@
-"""Record domain events in the transactional outbox; wake the relay after commit."""
+"""Record domain events in the transactional outbox; wake the relay after commit.
 
+Each event is validated and serialised here, once: the row stores the exact message bytes,
+so the relay only copies them to Kafka.
+"""
+
+import json
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import redis
 from django.db import transaction
 from django.utils import timezone
 from pydantic import BaseModel
+
+# pydantic's own serialiser (it ships with and is pinned by pydantic): it writes the
+# validated payload model straight to JSON bytes, about four times faster than
+# model_dump() + json.dumps(), with no extra dependency.
+from pydantic_core import to_json
 
 from kafka_bridge.contracts import event_type_get, payload_validate
 from kafka_bridge.correlation import current_correlation_id
@@ -18,6 +30,38 @@ logger = logging.getLogger(__name__)
 RELAY_WAKE_CHANNEL = "kafka_bridge:outbox:wake"
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to record: `data` is validated against the current version of its type."""
+
+    event_type: str
+    aggregate_id: str
+    key: str
+    data: BaseModel | dict
+    causation_id: uuid.UUID | None = None
+
+
+def outbox_events_record(events: Sequence[NewEvent]) -> list[OutboxEvent]:
+    """Validate and store events in the caller's transaction (one INSERT for all), wake the
+    relay once after commit.
+
+    Must run inside `transaction.atomic()`: an event is only ever seen if the change it
+    describes committed. Every event is validated before any is stored.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("outbox events must be recorded inside transaction.atomic()")
+    correlation_id = current_correlation_id()
+    occurred_at = timezone.now().isoformat()  # one instant for everything recorded together
+    rows = [
+        _event_row(event, correlation_id=correlation_id, occurred_at=occurred_at)
+        for event in events
+    ]
+    if rows:
+        OutboxEvent.objects.bulk_create(rows)
+        transaction.on_commit(relay_wake)
+    return rows
+
+
 def outbox_event_record(
     *,
     event_type: str,
@@ -26,47 +70,46 @@ def outbox_event_record(
     data: BaseModel | dict,
     causation_id: uuid.UUID | None = None,
 ) -> OutboxEvent:
-    """Validate and store an event in the caller's transaction; publish happens after commit.
+    """Validate and store one event in the caller's transaction; see `outbox_events_record`."""
+    event = NewEvent(event_type, aggregate_id, key, data, causation_id)
+    return outbox_events_record([event])[0]
 
-    Must run inside `transaction.atomic()`: an event is only ever seen if the change it
-    describes committed.
-    """
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
-        raise RuntimeError("outbox_event_record must be called inside transaction.atomic()")
-    kind = event_type_get(event_type)
+
+def _event_row(event: NewEvent, *, correlation_id: str, occurred_at: str) -> OutboxEvent:
+    kind = event_type_get(event.event_type)
     version = kind.current_version
+    data = event.data
     raw = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
-    payload = payload_validate(event_type=event_type, version=version, data=raw)
+    payload = payload_validate(event_type=event.event_type, version=version, data=raw)
     event_id = uuid.uuid4()
-    correlation_id = current_correlation_id()
-    envelope = {
-        "event_id": str(event_id),
-        "event_type": event_type,
-        "schema_version": version,
-        "occurred_at": timezone.now().isoformat(),
-        "correlation_id": correlation_id,
-        "causation_id": str(causation_id) if causation_id else None,
-        "aggregate_id": aggregate_id,
-        "data": payload.model_dump(mode="json"),
-    }
-    row = OutboxEvent.objects.create(
+    value = to_json(
+        {
+            "event_id": str(event_id),
+            "event_type": event.event_type,
+            "schema_version": version,
+            "occurred_at": occurred_at,
+            "correlation_id": correlation_id,
+            "causation_id": str(event.causation_id) if event.causation_id else None,
+            "aggregate_id": event.aggregate_id,
+            "data": payload,  # serialised in JSON mode: UUIDs and decimals as strings
+        }
+    )
+    return OutboxEvent(
         event_id=event_id,
-        event_type=event_type,
+        event_type=event.event_type,
         schema_version=version,
         topic=kind.topic,
-        key=key,
-        aggregate_id=aggregate_id,
+        key=event.key,
+        aggregate_id=event.aggregate_id,
         correlation_id=correlation_id,
-        envelope=envelope,
+        value=value,
     )
-    transaction.on_commit(relay_wake)
-    return row
 
 
-def outbox_event_replay(*, envelope: dict, key: str, replay_of: DeadLetter) -> OutboxEvent:
-    """Record an already-published event again, unchanged (same event id), for the relay
-    to publish once more: the replay of a dead letter."""
+def outbox_event_replay(*, value: bytes, key: str, replay_of: DeadLetter) -> OutboxEvent:
+    """Record an already-published event again, byte for byte (same event id), for the
+    relay to publish once more: the replay of a dead letter. The caller has decoded it."""
+    envelope = json.loads(value)
     kind = event_type_get(envelope["event_type"])
     row = OutboxEvent.objects.create(
         event_id=envelope["event_id"],
@@ -76,7 +119,7 @@ def outbox_event_replay(*, envelope: dict, key: str, replay_of: DeadLetter) -> O
         key=key,
         aggregate_id=envelope["aggregate_id"],
         correlation_id=envelope["correlation_id"],
-        envelope=envelope,
+        value=value,
         replay_of=replay_of,
     )
     transaction.on_commit(relay_wake)

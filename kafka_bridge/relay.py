@@ -7,7 +7,6 @@ the rows are published again; consumers are idempotent by event id.
 """
 
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -70,7 +69,7 @@ class OutboxRelay:
                 self.producer.produce(
                     topic_name(row.topic),
                     key=row.key.encode(),
-                    value=json.dumps(row.envelope, separators=(",", ":")).encode(),
+                    value=bytes(row.value),
                     headers=message_headers(row),
                     on_delivery=lambda err, msg, row_id=row.id: self._on_delivery(row_id, err, msg),
                 )
