@@ -11,16 +11,16 @@ again. While it holds the lock a relay never recycles its connection. Other data
 for `make run`) have no such lock: run a single relay there.
 
 **Pipelined batches.** The holder reads plain values (no model instances, no JSON parsing): the
-next `batch_size` pending rows after the last id it produced. It hands them to the producer,
-and only then waits for the acknowledgements of the batch before, so reading and producing one
+oldest `batch_size` pending rows that are not in flight. It hands them to the producer, and
+only then waits for the acknowledgements of the batch before, so reading and producing one
 batch overlaps the broker round trip of the previous one (at most two batches in flight). Each
 batch's delivered rows are stamped `published_at` with one UPDATE, in the transaction that
 reads the next batch; that commit does not wait for its WAL flush, since a stamp lost in a
 database crash only causes a duplicate publish. A delivery failure is recorded on its row
-(`attempts`, `last_error`); the relay then waits for everything in flight and starts again from
-the oldest pending row, so failed rows are retried first. It restarts the same way whenever it
-catches up, and at least once a second, so that a row whose transaction committed after higher
-ids were read is not left behind.
+(`attempts`, `last_error`) and, the row being pending again, it is read first by the next
+batch. Reading from the oldest pending row every time, rather than after the last id produced,
+matters: a row whose transaction committed after higher ids were published is read before any
+later event of its key, which was recorded after it committed.
 
 **Order and duplicates.** A single publisher producing in id order through an idempotent
 producer keeps per-key order. A crash, or a lost lock, between produce and stamp publishes
@@ -52,8 +52,6 @@ logger = logging.getLogger(__name__)
 
 # Batches awaiting acknowledgements at once: the one just produced and the one before it.
 PIPELINE_DEPTH = 2
-# Start again from the oldest pending row at least this often, even under a steady backlog.
-RESTART_INTERVAL_SECONDS = 1.0
 
 # What the relay reads of a row: everything it sends, nothing it would have to parse.
 ROW_VALUES = (
@@ -128,6 +126,7 @@ class PublishRight:
 class _Batch:
     """Rows produced together; stamped together once every one of them is acknowledged."""
 
+    ids: list[int] = field(default_factory=list)  # produced, in id order
     outstanding: int = 0
     delivered: list[int] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)
@@ -147,15 +146,13 @@ class OutboxRelay:
     flush_timeout: float = field(default_factory=lambda: settings.OUTBOX["FLUSH_TIMEOUT_SECONDS"])
     published_total: int = 0
     right: PublishRight = field(default_factory=PublishRight)
-    # Produced, awaiting acknowledgements, oldest first. A row is in at most one batch and
-    # the cursor only moves back once none is in flight, so no row is produced twice at once.
+    # Produced, awaiting acknowledgements, oldest first; never read again while in flight.
     _in_flight: deque[_Batch] = field(default_factory=deque)
     # Acknowledged (delivered or failed), not yet recorded in the database.
     _acked: list[_Batch] = field(default_factory=list)
-    # The last id produced since the relay last started again from the oldest pending row.
-    _cursor: int = 0
-    _restart_due: bool = True
-    _restarted_at: float = 0.0
+    # The last read found fewer than `batch_size` rows: wait for every acknowledgement
+    # before reading again (nothing to overlap, and no busy loop).
+    _caught_up: bool = True
     # Set when a step recorded failures: the run loop pauses before retrying them.
     failed_recently: bool = False
 
@@ -166,7 +163,7 @@ class OutboxRelay:
 
     def publish_batch(self) -> int:
         """One pipeline step: wait for the acknowledgements of the batch before the newest,
-        then, in one transaction, stamp it and read the next batch, and produce that.
+        then, in one transaction, stamp it and read the next batch; produce that.
         Returns how many rows were stamped published (0 if another relay publishes)."""
         self.failed_recently = False
         if not self.right.held():
@@ -175,16 +172,9 @@ class OutboxRelay:
             stamped, settled = self._settle_all()
             if not settled or not self.right.acquire():
                 return stamped
-            self._restart_due = True
-        restart = (
-            self._restart_due or time.monotonic() - self._restarted_at > RESTART_INTERVAL_SECONDS
-        )
-        # Before starting again from the oldest pending row nothing may be in flight;
-        # otherwise the newest batch stays in flight while the next one is produced.
-        settled = self._await_acks(keep=0 if restart else PIPELINE_DEPTH - 1)
-        if settled and not restart and any(batch.failed for batch in self._acked):
-            # Retry failed rows before anything newer is produced.
-            restart, settled = True, self._await_acks(keep=0)
+        # The newest batch stays in flight while the next one is read and produced.
+        settled = self._await_acks(keep=0 if self._caught_up else PIPELINE_DEPTH - 1)
+        in_flight = [row_id for batch in self._in_flight for row_id in batch.ids]
         rows: list[tuple] = []
         # Statistics taken before a backlog say that almost nothing is pending: PostgreSQL
         # would then read and sort the whole backlog for every batch (a bitmap scan) instead
@@ -192,21 +182,16 @@ class OutboxRelay:
         with _postgres_local(enable_bitmapscan="off", synchronous_commit="off"):
             stamped = self._record_outcomes()
             if settled:  # else acknowledgements timed out: produce nothing more for now
-                if restart:
-                    self._cursor, self._restart_due = 0, False
-                    self._restarted_at = time.monotonic()
-                rows = list(
-                    OutboxEvent.objects.filter(published_at__isnull=True, id__gt=self._cursor)
-                    .order_by("id")
-                    .values_list(*ROW_VALUES)[: self.batch_size]
-                )
+                pending = OutboxEvent.objects.filter(published_at__isnull=True)
+                if in_flight:
+                    pending = pending.exclude(id__in=in_flight)
+                rows = list(pending.order_by("id").values_list(*ROW_VALUES)[: self.batch_size])
         self._outcomes_committed()
         if not settled:
             return stamped
         if rows:
             self._produce(rows)
-        if len(rows) < self.batch_size:
-            self._restart_due = True  # caught up: next time, from the oldest pending row
+        self._caught_up = len(rows) < self.batch_size
         if not rows and not self._in_flight:
             self.right.release()
         return stamped
@@ -232,13 +217,13 @@ class OutboxRelay:
                 except BufferError:  # the producer's queue is full: let it drain a little
                     self.producer.poll(0.1)
                 except KafkaException as exc:
-                    # Refused outright (e.g. too large): recorded like a failed delivery;
-                    # nothing after it is produced before it is retried, so order holds.
+                    # Refused outright (e.g. too large): recorded like a failed delivery.
+                    # Nothing after it is produced; it is read first again, so order holds.
                     batch.failed[row_id] = str(exc)
-                    self._restart_due = True
+                    self.failed_recently = True
                     return
+            batch.ids.append(row_id)
             batch.outstanding += 1
-        self._cursor = rows[-1][0]
 
     def _await_acks(self, *, keep: int) -> bool:
         """Wait (up to `flush_timeout` each) until at most `keep` batches are in flight;
@@ -280,7 +265,6 @@ class OutboxRelay:
     def _outcomes_committed(self) -> None:
         # Until now a database error left the outcomes to be recorded again next time.
         if any(batch.failed for batch in self._acked):
-            self._restart_due = True  # retry the failed rows first, in id order
             self.failed_recently = True
         self.published_total += sum(len(batch.delivered) for batch in self._acked)
         self._acked.clear()
