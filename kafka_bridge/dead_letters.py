@@ -4,7 +4,6 @@ Replay goes back through the outbox with the original event id: consumer groups 
 already processed the event skip it as a duplicate; the group that failed processes it.
 """
 
-import json
 import uuid
 from datetime import datetime
 
@@ -89,7 +88,7 @@ def dead_letter_replay(*, dead_letter_id: int, actor: str) -> OutboxEvent:
     except EventDecodeError as exc:
         raise DeadLetterNotReplayable(f"not a valid event, discard it instead: {exc}") from None
     row = outbox_event_replay(
-        envelope=json.loads(bytes(dead_letter.value)),
+        value=bytes(dead_letter.value),
         key=dead_letter.key,
         replay_of=dead_letter,
     )

@@ -1,4 +1,6 @@
+import json
 import uuid
+from typing import Any
 
 from django.db import models
 from django.db.models import Q
@@ -9,18 +11,20 @@ class OutboxEvent(models.Model):
 
     The relay publishes rows in `id` order and stamps `published_at`; a row is never deleted
     by the relay, so the table doubles as an audit log of everything the system emitted.
+    `value` holds the exact message bytes, serialised once when the event was recorded, so
+    the relay sends them as they are; `envelope` is those bytes parsed, for readers.
     """
 
     # Not unique: a replayed dead letter is recorded again with its original event id, so
     # that consumers which already processed it recognise it as a duplicate.
     event_id = models.UUIDField(default=uuid.uuid4, editable=False, db_index=True)
-    event_type = models.CharField(max_length=100, db_index=True)
+    event_type = models.CharField(max_length=100)
     schema_version = models.PositiveSmallIntegerField()
     topic = models.CharField(max_length=200, help_text="Logical topic, before the namespace.")
     key = models.CharField(max_length=200, help_text="Kafka message key (the customer id).")
-    aggregate_id = models.CharField(max_length=100, db_index=True)
-    correlation_id = models.CharField(max_length=100, db_index=True)
-    envelope = models.JSONField()
+    aggregate_id = models.CharField(max_length=100)
+    correlation_id = models.CharField(max_length=100)
+    value = models.BinaryField(help_text="The message value sent to Kafka: the JSON envelope.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     published_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -35,6 +39,11 @@ class OutboxEvent(models.Model):
             models.Index(
                 fields=["id"], name="outbox_pending_idx", condition=Q(published_at__isnull=True)
             ),
+            # Plain B-trees: `db_index` would add a LIKE index per column on PostgreSQL, which
+            # no query uses and which every insert and every relay stamp would have to update.
+            models.Index(fields=["event_type"], name="outbox_event_type_idx"),
+            models.Index(fields=["aggregate_id"], name="outbox_aggregate_idx"),
+            models.Index(fields=["correlation_id"], name="outbox_correlation_idx"),
         ]
 
     def __str__(self) -> str:
@@ -43,6 +52,11 @@ class OutboxEvent(models.Model):
     @property
     def is_published(self) -> bool:
         return self.published_at is not None
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        """The envelope parsed from `value`; read-only, since the bytes are what is sent."""
+        return json.loads(bytes(self.value))
 
 
 class ProcessedEvent(models.Model):
@@ -66,19 +80,6 @@ class ProcessedEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer_group}:{self.event_id}"
-
-
-class RelayLock(models.Model):
-    """A single row that relay processes lock in turn, so batches never interleave.
-
-    Serialising batches keeps per-key order and avoids double publishing while letting any
-    number of relays run as hot standbys.
-    """
-
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
-
-    def __str__(self) -> str:
-        return "relay lock"
 
 
 class DeadLetter(models.Model):

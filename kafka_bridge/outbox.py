@@ -1,5 +1,10 @@
-"""Record domain events in the transactional outbox; wake the relay after commit."""
+"""Record domain events in the transactional outbox; wake the relay after commit.
 
+Each event is validated and serialised here, once: the row stores the exact message bytes,
+so the relay only copies them to Kafka.
+"""
+
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -9,6 +14,11 @@ import redis
 from django.db import transaction
 from django.utils import timezone
 from pydantic import BaseModel
+
+# pydantic's own serialiser (it ships with and is pinned by pydantic): it writes the
+# validated payload model straight to JSON bytes, about four times faster than
+# model_dump() + json.dumps(), with no extra dependency.
+from pydantic_core import to_json
 
 from kafka_bridge.contracts import event_type_get, payload_validate
 from kafka_bridge.correlation import correlation_id_for
@@ -22,6 +32,8 @@ RELAY_WAKE_CHANNEL = "kafka_bridge:outbox:wake"
 
 @dataclass(frozen=True)
 class NewEvent:
+    """An event to record: `data` is validated against the current version of its type."""
+
     event_type: str
     aggregate_id: str
     key: str
@@ -30,51 +42,27 @@ class NewEvent:
 
 
 def outbox_events_record(events: Sequence[NewEvent]) -> list[OutboxEvent]:
-    """Validate and store events in the caller's transaction (one INSERT for all); the relay
-    is woken once after commit.
+    """Validate and store events in the caller's transaction (one INSERT for all), wake the
+    relay once after commit.
 
     Must run inside `transaction.atomic()`: an event is only ever seen if the change it
-    describes committed.
+    describes committed. Every event is validated before any is stored.
     """
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
-        raise RuntimeError("outbox_events_record must be called inside transaction.atomic()")
-    rows = []
-    now = timezone.now()
-    for new in events:
-        kind = event_type_get(new.event_type)
-        version = kind.current_version
-        raw = new.data.model_dump(mode="json") if isinstance(new.data, BaseModel) else new.data
-        payload = payload_validate(event_type=new.event_type, version=version, data=raw)
-        event_id = uuid.uuid4()
-        correlation_id = correlation_id_for(new.causation_id)
-        envelope = {
-            "event_id": str(event_id),
-            "event_type": new.event_type,
-            "schema_version": version,
-            "occurred_at": now.isoformat(),
-            "correlation_id": correlation_id,
-            "causation_id": str(new.causation_id) if new.causation_id else None,
-            "aggregate_id": new.aggregate_id,
-            "data": payload.model_dump(mode="json"),
-        }
-        rows.append(
-            OutboxEvent(
-                event_id=event_id,
-                event_type=new.event_type,
-                schema_version=version,
-                topic=kind.topic,
-                key=new.key,
-                aggregate_id=new.aggregate_id,
-                correlation_id=correlation_id,
-                envelope=envelope,
-            )
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("outbox events must be recorded inside transaction.atomic()")
+    occurred_at = timezone.now().isoformat()  # one instant for everything recorded together
+    rows = [
+        # A consumer batch records events of many chains at once: each carries its cause's
+        # correlation id (the request's, outside a consumer).
+        _event_row(
+            event, correlation_id=correlation_id_for(event.causation_id), occurred_at=occurred_at
         )
-    if not rows:
-        return []
-    created = OutboxEvent.objects.bulk_create(rows)
-    transaction.on_commit(relay_wake)
-    return created
+        for event in events
+    ]
+    if rows:
+        OutboxEvent.objects.bulk_create(rows)
+        transaction.on_commit(relay_wake)
+    return rows
 
 
 def outbox_event_record(
@@ -85,14 +73,46 @@ def outbox_event_record(
     data: BaseModel | dict,
     causation_id: uuid.UUID | None = None,
 ) -> OutboxEvent:
-    """Record one event: see `outbox_events_record`."""
-    (row,) = outbox_events_record([NewEvent(event_type, aggregate_id, key, data, causation_id)])
-    return row
+    """Validate and store one event in the caller's transaction; see `outbox_events_record`."""
+    event = NewEvent(event_type, aggregate_id, key, data, causation_id)
+    return outbox_events_record([event])[0]
 
 
-def outbox_event_replay(*, envelope: dict, key: str, replay_of: DeadLetter) -> OutboxEvent:
-    """Record an already-published event again, unchanged (same event id), for the relay
-    to publish once more: the replay of a dead letter."""
+def _event_row(event: NewEvent, *, correlation_id: str, occurred_at: str) -> OutboxEvent:
+    kind = event_type_get(event.event_type)
+    version = kind.current_version
+    data = event.data
+    raw = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    payload = payload_validate(event_type=event.event_type, version=version, data=raw)
+    event_id = uuid.uuid4()
+    value = to_json(
+        {
+            "event_id": str(event_id),
+            "event_type": event.event_type,
+            "schema_version": version,
+            "occurred_at": occurred_at,
+            "correlation_id": correlation_id,
+            "causation_id": str(event.causation_id) if event.causation_id else None,
+            "aggregate_id": event.aggregate_id,
+            "data": payload,  # serialised in JSON mode: UUIDs and decimals as strings
+        }
+    )
+    return OutboxEvent(
+        event_id=event_id,
+        event_type=event.event_type,
+        schema_version=version,
+        topic=kind.topic,
+        key=event.key,
+        aggregate_id=event.aggregate_id,
+        correlation_id=correlation_id,
+        value=value,
+    )
+
+
+def outbox_event_replay(*, value: bytes, key: str, replay_of: DeadLetter) -> OutboxEvent:
+    """Record an already-published event again, byte for byte (same event id), for the
+    relay to publish once more: the replay of a dead letter. The caller has decoded it."""
+    envelope = json.loads(value)
     kind = event_type_get(envelope["event_type"])
     row = OutboxEvent.objects.create(
         event_id=envelope["event_id"],
@@ -102,7 +122,7 @@ def outbox_event_replay(*, envelope: dict, key: str, replay_of: DeadLetter) -> O
         key=key,
         aggregate_id=envelope["aggregate_id"],
         correlation_id=envelope["correlation_id"],
-        envelope=envelope,
+        value=value,
         replay_of=replay_of,
     )
     transaction.on_commit(relay_wake)

@@ -1,40 +1,142 @@
-"""The outbox relay: publishes committed outbox rows to Kafka, in order, at least once.
+"""The outbox relay: publishes committed outbox rows to Kafka, in id order, at least once.
 
-Batches are serialised across relay processes by locking one row (`RelayLock`), so any
-number of relays can run (hot standby) without interleaving batches: per-key order holds
-and a row is published once in normal operation. After a crash between produce and mark,
-the rows are published again; consumers are idempotent by event id.
+**One publisher at a time.** On PostgreSQL the right to publish is a session-level advisory
+lock (`PublishRight`). A relay takes it with `pg_try_advisory_lock` when it has work, keeps it
+across batches while rows are pending or in flight, and releases it once it has caught up and
+every row it produced is acknowledged and stamped. Any number of relays can run: the others
+are hot standbys that try the lock on each wake-up or poll. The lock belongs to the database
+session, so a relay that dies loses it at once; a relay whose connection was replaced notices
+before its next batch, stops producing and waits for what it has in flight before trying
+again. While it holds the lock a relay never recycles its connection. Other databases (SQLite
+for `make run`) have no such lock: run a single relay there.
+
+**Pipelined batches.** The holder reads plain values (no model instances, no JSON parsing): the
+oldest `batch_size` pending rows that are not in flight. It hands them to the producer, and
+only then waits for the acknowledgements of the batch before, so reading and producing one
+batch overlaps the broker round trip of the previous one (at most two batches in flight). Each
+batch's delivered rows are stamped `published_at` with one UPDATE, in the transaction that
+reads the next batch; that commit does not wait for its WAL flush, since a stamp lost in a
+database crash only causes a duplicate publish. A delivery failure is recorded on its row
+(`attempts`, `last_error`) and, the row being pending again, it is read first by the next
+batch. Reading from the oldest pending row every time, rather than after the last id produced,
+matters: a row whose transaction committed after higher ids were published is read before any
+later event of its key, which was recorded after it committed.
+
+**Order and duplicates.** A single publisher producing in id order through an idempotent
+producer keeps per-key order. A crash, or a lost lock, between produce and stamp publishes
+those rows again; consumers are idempotent by event id.
 """
 
 import contextlib
-import json
 import logging
 import time
+from collections import defaultdict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 import redis
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from kafka_bridge.client import pipeline_topics, producer_config, topic_name, topics_ensure
 from kafka_bridge.lifecycle import StopFlag
-from kafka_bridge.models import OutboxEvent, RelayLock
+from kafka_bridge.models import OutboxEvent
 from kafka_bridge.outbox import RELAY_WAKE_CHANNEL
 from kafka_bridge.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
 
+# Batches awaiting acknowledgements at once: the one just produced and the one before it.
+PIPELINE_DEPTH = 2
 
-def message_headers(row: OutboxEvent) -> list[tuple[str, bytes]]:
-    return [
-        ("event_id", str(row.event_id).encode()),
-        ("event_type", row.event_type.encode()),
-        ("schema_version", str(row.schema_version).encode()),
-        ("correlation_id", row.correlation_id.encode()),
-    ]
+# What the relay reads of a row: everything it sends, nothing it would have to parse.
+ROW_VALUES = (
+    "id",
+    "topic",
+    "key",
+    "value",
+    "event_id",
+    "event_type",
+    "schema_version",
+    "correlation_id",
+)
+
+
+@contextlib.contextmanager
+def _postgres_local(**config: str) -> Iterator[None]:
+    """A transaction whose statements run with these PostgreSQL settings (as SET LOCAL);
+    just a transaction on other databases."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            calls = ", ".join(["set_config(%s, %s, true)"] * len(config))
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT {calls}", [p for item in config.items() for p in item])
+        yield
+
+
+class PublishRight:
+    """The right to publish, held by at most one relay at a time (see the module docstring).
+
+    A PostgreSQL advisory lock taken on the relay's own database session; elsewhere always
+    granted, since those databases have nothing equivalent.
+    """
+
+    # Any constant works; advisory lock keys are scoped to the current database.
+    LOCK_KEY = 0x6F7574626F78  # "outbox"
+
+    def __init__(self) -> None:
+        self._session: object | None = None  # the DB-API connection that holds the lock
+
+    @staticmethod
+    def _enforced() -> bool:
+        return connection.vendor == "postgresql"
+
+    def held(self) -> bool:
+        if self._session is None:
+            return False
+        # A closed and reopened connection is a new session, which does not hold the lock.
+        return not self._enforced() or connection.connection is self._session
+
+    def acquire(self) -> bool:
+        """Take the right if no other relay holds it; never waits."""
+        if self.held():
+            return True  # advisory locks stack: taking it twice would need two releases
+        connection.ensure_connection()
+        if self._enforced():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", [self.LOCK_KEY])
+                (acquired,) = cursor.fetchone()
+            if not acquired:
+                return False
+        self._session = connection.connection
+        return True
+
+    def release(self) -> None:
+        if self.held() and self._enforced():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [self.LOCK_KEY])
+        self._session = None  # if the session is gone, so is its lock
+
+
+@dataclass(eq=False)
+class _Batch:
+    """Rows produced together; stamped together once every one of them is acknowledged."""
+
+    ids: list[int] = field(default_factory=list)  # produced, in id order
+    outstanding: int = 0
+    delivered: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+
+    def on_delivery(self, row_id: int, error: KafkaError | None, message: Message) -> None:
+        self.outstanding -= 1
+        if error is None:
+            self.delivered.append(row_id)
+        else:
+            self.failed[row_id] = str(error)
 
 
 @dataclass
@@ -43,53 +145,146 @@ class OutboxRelay:
     batch_size: int = field(default_factory=lambda: settings.OUTBOX["BATCH_SIZE"])
     flush_timeout: float = field(default_factory=lambda: settings.OUTBOX["FLUSH_TIMEOUT_SECONDS"])
     published_total: int = 0
-    # Rows handed to the producer whose delivery is not yet known: never produced twice.
-    _in_flight: set[int] = field(default_factory=set)
-    _delivered: set[int] = field(default_factory=set)
-    _failed: dict[int, str] = field(default_factory=dict)
+    right: PublishRight = field(default_factory=PublishRight)
+    # Produced, awaiting acknowledgements, oldest first; never read again while in flight.
+    _in_flight: deque[_Batch] = field(default_factory=deque)
+    # Acknowledged (delivered or failed), not yet recorded in the database.
+    _acked: list[_Batch] = field(default_factory=list)
+    # The last read found fewer than `batch_size` rows: wait for every acknowledgement
+    # before reading again (nothing to overlap, and no busy loop).
+    _caught_up: bool = True
+    # Set when a step recorded failures: the run loop pauses before retrying them.
+    failed_recently: bool = False
 
-    def _on_delivery(self, row_id: int, error: KafkaError | None, message: Message) -> None:
-        self._in_flight.discard(row_id)
-        if error is None:
-            self._delivered.add(row_id)
-        else:
-            self._failed[row_id] = str(error)
+    @property
+    def active(self) -> bool:
+        """Holding the right to publish: it has rows pending or in flight."""
+        return self.right.held()
 
     def publish_batch(self) -> int:
-        """Publish up to one batch of pending rows; return how many were confirmed."""
-        with transaction.atomic():
-            RelayLock.objects.get_or_create(pk=1)
-            RelayLock.objects.select_for_update().get(pk=1)
-            rows = list(
-                OutboxEvent.objects.filter(published_at__isnull=True)
-                .exclude(id__in=self._in_flight)
-                .order_by("id")[: self.batch_size]
-            )
-            for row in rows:
-                self._in_flight.add(row.id)
-                self.producer.produce(
-                    topic_name(row.topic),
-                    key=row.key.encode(),
-                    value=json.dumps(row.envelope, separators=(",", ":")).encode(),
-                    headers=message_headers(row),
-                    on_delivery=lambda err, msg, row_id=row.id: self._on_delivery(row_id, err, msg),
-                )
-            if rows or self._in_flight:
-                self.producer.flush(self.flush_timeout)
-            return self._record_outcomes()
+        """One pipeline step: wait for the acknowledgements of the batch before the newest,
+        then, in one transaction, stamp it and read the next batch; produce that.
+        Returns how many rows were stamped published (0 if another relay publishes)."""
+        self.failed_recently = False
+        if not self.right.held():
+            # Never taken, released when idle, or lost with the database session: whatever
+            # is still in flight is settled before anything is read again.
+            stamped, settled = self._settle_all()
+            if not settled or not self.right.acquire():
+                return stamped
+        # The newest batch stays in flight while the next one is read and produced.
+        settled = self._await_acks(keep=0 if self._caught_up else PIPELINE_DEPTH - 1)
+        in_flight = [row_id for batch in self._in_flight for row_id in batch.ids]
+        rows: list[tuple] = []
+        # Statistics taken before a backlog say that almost nothing is pending: PostgreSQL
+        # would then read and sort the whole backlog for every batch (a bitmap scan) instead
+        # of walking the pending index in id order. See _settle_all on synchronous_commit.
+        with _postgres_local(enable_bitmapscan="off", synchronous_commit="off"):
+            stamped = self._record_outcomes()
+            if settled:  # else acknowledgements timed out: produce nothing more for now
+                pending = OutboxEvent.objects.filter(published_at__isnull=True)
+                if in_flight:
+                    pending = pending.exclude(id__in=in_flight)
+                rows = list(pending.order_by("id").values_list(*ROW_VALUES)[: self.batch_size])
+        self._outcomes_committed()
+        if not settled:
+            return stamped
+        if rows:
+            self._produce(rows)
+        self._caught_up = len(rows) < self.batch_size
+        if not rows and not self._in_flight:
+            self.right.release()
+        return stamped
+
+    def _produce(self, rows: list[tuple]) -> None:
+        batch = _Batch()
+        self._in_flight.append(batch)
+        topics: dict[str, str] = {}
+        produce, delivered = self.producer.produce, batch.on_delivery
+        for row_id, topic, key, value, event_id, event_type, version, correlation_id in rows:
+            physical = topics.get(topic) or topics.setdefault(topic, topic_name(topic))
+            headers = [
+                ("event_id", str(event_id)),
+                ("event_type", event_type),
+                ("schema_version", str(version)),
+                ("correlation_id", correlation_id),
+            ]
+            on_delivery = partial(delivered, row_id)
+            while True:
+                try:
+                    produce(physical, value, key, headers=headers, on_delivery=on_delivery)
+                    break
+                except BufferError:  # the producer's queue is full: let it drain a little
+                    self.producer.poll(0.1)
+                except KafkaException as exc:
+                    # Refused outright (e.g. too large): recorded like a failed delivery.
+                    # Nothing after it is produced; it is read first again, so order holds.
+                    batch.failed[row_id] = str(exc)
+                    self.failed_recently = True
+                    return
+            batch.ids.append(row_id)
+            batch.outstanding += 1
+
+    def _await_acks(self, *, keep: int) -> bool:
+        """Wait (up to `flush_timeout` each) until at most `keep` batches are in flight;
+        False if acknowledgements timed out."""
+        while len(self._in_flight) > keep:
+            batch = self._in_flight[0]
+            deadline = time.monotonic() + self.flush_timeout
+            while batch.outstanding:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.producer.poll(remaining)
+            self._acked.append(self._in_flight.popleft())
+        return True
 
     def _record_outcomes(self) -> int:
-        delivered, self._delivered = self._delivered, set()
-        failed, self._failed = self._failed, {}
+        """Stamp the delivered rows of every acknowledged batch with one UPDATE and count a
+        failed attempt on the others (one UPDATE per distinct error); return rows stamped.
+        Runs in a transaction; `_outcomes_committed` follows once it committed."""
+        delivered = [row_id for batch in self._acked for row_id in batch.delivered]
+        failed: dict[str, list[int]] = defaultdict(list)
+        for batch in self._acked:
+            for row_id, error in batch.failed.items():
+                failed[error].append(row_id)
         if delivered:
             OutboxEvent.objects.filter(id__in=delivered).update(published_at=timezone.now())
-        for row_id, error in failed.items():
-            logger.warning("outbox row %s not delivered, will retry: %s", row_id, error)
-            OutboxEvent.objects.filter(id=row_id).update(
+        for error, row_ids in failed.items():
+            logger.warning(
+                "%d outbox rows not delivered, will retry (ids %s): %s",
+                len(row_ids),
+                row_ids[:5],
+                error,
+            )
+            OutboxEvent.objects.filter(id__in=row_ids).update(
                 attempts=F("attempts") + 1, last_error=error[:2000]
             )
-        self.published_total += len(delivered)
         return len(delivered)
+
+    def _outcomes_committed(self) -> None:
+        # Until now a database error left the outcomes to be recorded again next time.
+        if any(batch.failed for batch in self._acked):
+            self.failed_recently = True
+        self.published_total += sum(len(batch.delivered) for batch in self._acked)
+        self._acked.clear()
+
+    def _settle_all(self) -> tuple[int, bool]:
+        """Wait for every batch in flight and record the outcomes; (stamped, all settled)."""
+        settled = self._await_acks(keep=0)
+        if not self._acked:
+            return 0, settled
+        # A stamp lost in a database crash only means a duplicate publish, which consumers
+        # ignore: it need not wait for its WAL flush.
+        with _postgres_local(synchronous_commit="off"):
+            stamped = self._record_outcomes()
+        self._outcomes_committed()
+        return stamped, settled
+
+    def close(self) -> None:
+        """Wait for what is in flight, stamp it, and give up the right to publish."""
+        self._settle_all()
+        self.right.release()
 
     def run(self, stop: StopFlag) -> None:
         poll_interval = settings.OUTBOX["POLL_INTERVAL_SECONDS"]
@@ -97,22 +292,28 @@ class OutboxRelay:
         wake = WakeSignal()
         logger.info("outbox relay started")
         last_report = time.monotonic()
-        while not stop.stopping:
-            close_old_connections()
-            try:
-                published = self.publish_batch()
-            except Exception:
-                logger.exception("outbox relay batch failed; retrying")
-                stop.wait(poll_interval)
-                continue
-            if time.monotonic() - last_report > 30 and self.published_total:
-                logger.info("outbox relay: %d events published so far", self.published_total)
-                last_report = time.monotonic()
-            if published < self.batch_size and not self._in_flight:
-                wake.wait(poll_interval, stop)
-        self.producer.flush(self.flush_timeout)
-        self._record_outcomes()
-        wake.close()
+        try:
+            while not stop.stopping:
+                if not self.active:
+                    # Recycling the connection would drop the lock with batches in flight.
+                    close_old_connections()
+                try:
+                    self.publish_batch()
+                except Exception:
+                    logger.exception("outbox relay batch failed; retrying")
+                    close_old_connections()
+                    stop.wait(poll_interval)
+                    continue
+                if time.monotonic() - last_report > 30 and self.published_total:
+                    logger.info("outbox relay: %d events published so far", self.published_total)
+                    last_report = time.monotonic()
+                if not self.active:  # caught up, or another relay is publishing
+                    wake.wait(poll_interval, stop)
+                elif self.failed_recently:
+                    stop.wait(poll_interval)
+            self.close()
+        finally:
+            wake.close()
         logger.info("outbox relay stopped after publishing %d events", self.published_total)
 
 

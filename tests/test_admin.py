@@ -17,7 +17,7 @@ from django.utils.html import escape
 from inventory.models import Product, Reservation, StockLevel
 from inventory.services import StockRequest, stock_reserve_for_order
 from kafka_bridge.contracts import OrderStatusChangedV1
-from kafka_bridge.models import OutboxEvent, ProcessedEvent, RelayLock
+from kafka_bridge.models import OutboxEvent, ProcessedEvent
 from notifications.models import Notification
 from notifications.services import notification_create_for_order_change
 from orders.models import Order
@@ -145,10 +145,6 @@ def test_superuser_opens_the_change_page_of_each_model(
 
     assert response.status_code == 200
     assert response.context["original"] == obj
-
-
-def test_relay_lock_is_not_in_the_admin() -> None:
-    assert not admin.site.is_registered(RelayLock)
 
 
 # --- Orders -------------------------------------------------------------------------------
