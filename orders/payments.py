@@ -343,7 +343,7 @@ def payments_record_refunds(
     causation = {cause.order_id: cause.causation_id for cause in causes}
     payments = {
         payment.order_id: payment
-        for payment in Payment.objects.select_for_update()
+        for payment in Payment.objects.select_for_update(of=("self",))
         .select_related("order")
         .filter(order_id__in=causation)
         .order_by("pk")
