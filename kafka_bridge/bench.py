@@ -27,7 +27,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from tqdm import tqdm
 
-from ecommerce.workers import Pipeline, current_database_url
+from ecommerce.supervisor import Supervisor, current_database_url
 from inventory.services import product_create
 from kafka_bridge.client import (
     common_config,
@@ -264,7 +264,7 @@ def run_bench(
         skus.append(sku)
 
     log("starting the relay and consumers")
-    workers = Pipeline(
+    workers = Supervisor(
         env={
             **os.environ,
             "DATABASE_URL": current_database_url(),
