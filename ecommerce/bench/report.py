@@ -236,6 +236,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     # 1. Throughputs (log scale: they span three orders of magnitude).
     ax = axes[0][0]
     b = results.get("backlog", {})
+    raw_produce = results.get("raw", {}).get("produce_per_s")
     bars = [
         ("(a) intake idle", results.get("intake_idle", {}).get("orders_per_s"), 500),
         ("(c) intake sat.", results.get("saturation", {}).get("orders_per_s"), None),
@@ -244,9 +245,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
             (f"(b) {name}", group.get("events_per_s"), 1000)
             for name, group in b.get("groups", {}).items()
         ),
-        ("(b) paid/s", b.get("groups", {}).get("orders", {}).get("orders_paid_per_s"), None),
-        ("(b) relay", b.get("relay", {}).get("events_per_s"), None),
-        ("(e) raw produce", results.get("raw", {}).get("produce_per_s"), None),
+        ("(b) paid/s", b.get("groups", {}).get("orders", {}).get("orders_paid_per_s"), 200),
+        ("(b) relay", b.get("relay", {}).get("events_per_s"), (raw_produce or 0) / 2),
+        ("(e) raw produce", raw_produce, None),
     ]
     labels = [name for name, _, _ in bars]
     values = [value or 0 for _, value, _ in bars]

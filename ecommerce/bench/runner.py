@@ -73,6 +73,10 @@ class Bench:
     namespace: str = field(default_factory=lambda: f"bench{uuid.uuid4().hex[:6]}-")
     log_dir: Path = field(default_factory=lambda: Path(mkdtemp(prefix="bench-")))
     results: dict[str, Any] = field(default_factory=dict)
+    _started: float = field(default_factory=time.monotonic)
+
+    def say(self, message: str) -> None:
+        self.log(f"[{time.monotonic() - self._started:6.1f}s] {message}")
 
     # --- set-up -------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -131,7 +135,7 @@ class Bench:
             self.results["meta"]["load_average_at_end"] = list(os.getloadavg())
         bad = {name: code for name, code in codes.items() if code != 0}
         if bad:
-            self.log(f"warning: children did not exit cleanly: {bad}; logs in {self.log_dir}")
+            self.say(f"warning: children did not exit cleanly: {bad}; logs in {self.log_dir}")
         self.results["api_errors"] = sum(
             self.results[phase]["errors"]
             for phase in ("intake_idle", "saturation", "fixed_rate")
@@ -251,7 +255,7 @@ class Bench:
                 if now >= total and (extra is None or extra()):
                     return True
                 if time.monotonic() > deadline:
-                    self.log(f"{label}: timed out at {now}/{total}; figures are partial")
+                    self.say(f"{label}: timed out at {now}/{total}; figures are partial")
                     return False
                 if (child := self.supervisor.exited()) is not None:
                     raise BenchError(
@@ -263,7 +267,7 @@ class Bench:
     def _generator_ceiling(self) -> None:
         """The load generator against a trivial endpoint of the same gunicorn: the most it
         (plus gunicorn and Django's middleware) can do, and its own CPU use meanwhile."""
-        self.log("generator ceiling: GET /healthz/, closed loop")
+        self.say("generator ceiling: GET /healthz/, closed loop")
         with self._meter() as meter:
             result = self._load(
                 "healthz", duration=self.options.generator_seconds, path="/healthz/"
@@ -279,7 +283,7 @@ class Bench:
     def _intake_idle(self) -> list[str]:
         """(a) Orders over HTTP at saturation while no worker runs: the API alone. The
         orders wait in the outbox: they are the backlog of phase (b)."""
-        self.log(f"(a) intake, workers idle: {self.options.intake_seconds:g}s closed loop")
+        self.say(f"(a) intake, workers idle: {self.options.intake_seconds:g}s closed loop")
         with self._meter() as meter:
             result = self._load("intake", duration=self.options.intake_seconds)
         self.results["intake_idle"] = self._load_summary(result, meter)
@@ -302,7 +306,7 @@ class Bench:
 
     def _raw_baselines(self) -> None:
         """(e) The raw client on the relay's own messages, while nothing else runs."""
-        self.log("(e) raw baselines: tight produce loop, consume, round trip")
+        self.say("(e) raw baselines: tight produce loop, consume, round trip")
         rows = OutboxEvent.objects.filter(id__gt=self.first_outbox_id).order_by("id")[:1000]
         messages = [
             RawMessage(
@@ -336,7 +340,7 @@ class Bench:
         drain: dict[str, Any] = {"orders": len(backlog)}
         self.results["backlog"] = drain
         events = self._unpublished()
-        self.log(f"(b) backlog drain: relay, {events} events")
+        self.say(f"(b) backlog drain: relay, {events} events")
         started = timezone.now()
         with self._meter() as meter:
             relay = self.supervisor.relay()
@@ -366,7 +370,7 @@ class Bench:
     def _drain_group(self, name: str, backlog: list[str], drain: dict[str, Any]) -> None:
         self._wait("relay catching up", 1, lambda: int(self._unpublished() == 0))
         expected_now = self._handled_count(name)
-        self.log(f"(b) backlog drain: consumer group {name}, {expected_now} events waiting")
+        self.say(f"(b) backlog drain: consumer group {name}, {expected_now} events waiting")
         checks: dict[str, Callable[[], bool]] = {
             "orders": lambda: (
                 not Order.objects.filter(id__in=backlog)
@@ -431,7 +435,7 @@ class Bench:
         """(c) Everything running, orders at saturation: intake, completions in the same
         window, and their ratio."""
         opts = self.options
-        self.log(f"(c) full pipeline at saturation: {opts.saturation_seconds:g}s closed loop")
+        self.say(f"(c) full pipeline at saturation: {opts.saturation_seconds:g}s closed loop")
         with self._meter() as meter:
             result = self._load("saturation", duration=opts.saturation_seconds)
         summary = self._load_summary(result, meter)
@@ -463,7 +467,7 @@ class Bench:
         """(d) A fixed rate (open loop): latency from creation to the last notice, and
         where it goes, hop by hop."""
         opts = self.options
-        self.log(f"(d) fixed rate: {opts.rate:g} orders/s for {opts.rate_seconds:g}s")
+        self.say(f"(d) fixed rate: {opts.rate:g} orders/s for {opts.rate_seconds:g}s")
         with self._meter() as meter:
             result = self._load("fixed", duration=opts.rate_seconds, rate=opts.rate)
         summary = self._load_summary(result, meter)

@@ -24,6 +24,7 @@ def test_bench_pipeline_reports_every_phase(transactional_db, capsys, tmp_path):
         latency_samples=5,
         generator_seconds=0.5,
         phase_timeout=60,
+        web_concurrency=1,
         json_path=str(tmp_path / "bench.json"),
         plot_path=str(tmp_path / "bench.png"),
     )
