@@ -80,6 +80,13 @@ class Bench:
 
     # --- set-up -------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        configured = settings.KAFKA
+        try:
+            return self._run()
+        finally:
+            settings.KAFKA = configured  # the namespace is this run's only
+
+    def _run(self) -> dict[str, Any]:
         opts = self.options
         if connection.vendor != "postgresql":
             raise BenchError(f"the benchmark needs PostgreSQL, not {connection.vendor}")
@@ -251,7 +258,7 @@ class Bench:
         with tqdm(total=total, desc=label, unit="ev", leave=False) as bar:
             while True:
                 now = done()
-                bar.update(now - bar.n)
+                bar.update(min(now, total) - bar.n)
                 if now >= total and (extra is None or extra()):
                     return True
                 if time.monotonic() > deadline:
