@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,9 +58,10 @@ def machine_busy_seconds() -> tuple[float, float]:
 
 @dataclass
 class CpuMeter:
-    """CPU shares (1.0 = one core busy) of named process trees over a `with` block."""
+    """CPU shares (1.0 = one core busy) of named process trees over a `with` block.
+    `roots` is read at both ends: a process started meanwhile counts from zero."""
 
-    roots: dict[str, int]
+    roots: Callable[[], dict[str, int]]
     solo: frozenset[str] = frozenset()
     _start: dict[str, float] = field(default_factory=dict)
     _end: dict[str, float] = field(default_factory=dict)
@@ -67,13 +69,13 @@ class CpuMeter:
     _wall: list[float] = field(default_factory=lambda: [0.0, 0.0])
 
     def __enter__(self) -> CpuMeter:
-        self._start = tree_cpu_seconds(self.roots, self.solo)
+        self._start = tree_cpu_seconds(self.roots(), self.solo)
         self._machine[0] = machine_busy_seconds()[0]
         self._wall[0] = time.monotonic()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._end = tree_cpu_seconds(self.roots, self.solo)
+        self._end = tree_cpu_seconds(self.roots(), self.solo)
         self._machine[1] = machine_busy_seconds()[0]
         self._wall[1] = time.monotonic()
 

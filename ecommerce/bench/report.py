@@ -106,6 +106,11 @@ def table(results: dict[str, Any]) -> str:
     )
     add("(c) end-to-end / intake", fmt(c.get("ratio"), 2), f"target {TARGETS['ratio']}")
     add(
+        "(c) whole cohort, drain included (orders/s)",
+        fmt(c.get("cohort_end_to_end_per_s")),
+        "first created → last notice of all (c) orders",
+    )
+    add(
         "(d) fixed rate achieved (orders/s)",
         fmt(d.get("orders_per_s"), 1),
         f"target rate {fmt(d.get('target_per_s'))}/s; {d.get('completed')} completed, "

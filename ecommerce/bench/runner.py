@@ -239,10 +239,12 @@ class Bench:
         return json.loads(out.read_text())
 
     def _meter(self) -> CpuMeter:
-        return CpuMeter(
-            {c.name: c.pid for c in self.supervisor.live() if c.pid is not None}
-            | {"bench": os.getpid()}
-        )
+        def roots() -> dict[str, int]:
+            children = {c.name: c.pid for c in self.supervisor.live() if c.pid is not None}
+            return children | {"bench": os.getpid()}
+
+        # The bench itself without its descendants: they are the children above.
+        return CpuMeter(roots, solo=frozenset({"bench"}))
 
     def _wait(
         self,
@@ -459,6 +461,13 @@ class Bench:
         )
         self.results["saturation"] = summary
         self._settle("saturation: drain", ids, summary)
+        # The whole cohort, drain included: meaningful when the latency exceeds the window
+        # (then few orders complete inside it).
+        created = measure.created_times(ids)
+        notices = measure.final_notice_times(ids)
+        if created and notices:
+            span = (max(notices.values()) - min(created.values())).total_seconds()
+            summary["cohort_end_to_end_per_s"] = len(notices) / span if span > 0 else None
         origin = result["started_at"]
         self.results.setdefault("series", {})["saturation"] = {
             "window_s": result["elapsed_s"],
