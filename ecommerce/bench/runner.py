@@ -33,7 +33,7 @@ from ecommerce.bench.raw import RawMessage, raw_baselines
 from ecommerce.localservices import free_port
 from ecommerce.supervisor import REPO_ROOT, Child, Supervisor, current_database_url
 from inventory.services import product_create
-from kafka_bridge.client import group_name, pipeline_topics, topics_ensure
+from kafka_bridge.client import group_name, pipeline_topics, topic_name, topics_ensure
 from kafka_bridge.models import OutboxEvent, ProcessedEvent
 from kafka_bridge.registry import CONSUMERS
 from kafka_bridge.relay import message_headers
@@ -42,6 +42,8 @@ from orders.models import Order
 
 # The groups of the saga, in the order their inputs become available on a backlog.
 SAGA_GROUPS = ("inventory", "orders", "notifications")
+# Extra rows for the relay's drain (b) go to this logical topic, which no consumer reads.
+RELAY_PAD_TOPIC = "bench-relay-drain"
 SETTLED_STATUSES = ("paid", "rejected", "cancelled", "payment_failed", "expired")
 
 
@@ -59,6 +61,7 @@ class BenchOptions:
     customers: int = 200
     skus: int = 10
     baseline_messages: int = 200_000
+    relay_events: int = 20_000
     latency_samples: int = 100
     generator_seconds: float = 5.0
     web_concurrency: int | None = None
@@ -333,9 +336,13 @@ class Bench:
 
     def _handled_count(self, name: str) -> int:
         """Events of this run in the outbox that consumer group `name` handles."""
-        return OutboxEvent.objects.filter(
-            id__gt=self.first_outbox_id, event_type__in=list(CONSUMERS[name].handler_paths)
-        ).count()
+        return (
+            OutboxEvent.objects.filter(
+                id__gt=self.first_outbox_id, event_type__in=list(CONSUMERS[name].handler_paths)
+            )
+            .exclude(topic=RELAY_PAD_TOPIC)
+            .count()
+        )
 
     def _processed(self, name: str) -> Any:
         return ProcessedEvent.objects.filter(consumer_group=group_name(name))
@@ -348,6 +355,7 @@ class Bench:
         consumer group is started alone once all its input is in Kafka."""
         drain: dict[str, Any] = {"orders": len(backlog)}
         self.results["backlog"] = drain
+        self._relay_backlog_pad()
         events = self._unpublished()
         self.say(f"(b) backlog drain: relay, {events} events")
         started = timezone.now()
@@ -375,6 +383,37 @@ class Bench:
         self.supervisor.consumers([n for n in CONSUMERS if n not in SAGA_GROUPS])
         self.celery = self.supervisor.celery_worker()
         self._settle("backlog: e-mails", backlog, drain)
+
+    def _relay_backlog_pad(self) -> None:
+        """Make the relay's backlog at least `relay_events` rows: copies of this run's
+        orders.created rows (new event ids) for a topic no consumer reads. The intake of (a)
+        alone may be a single relay batch, too little to time a drain."""
+        missing = self.options.relay_events - self._unpublished()
+        templates = list(
+            OutboxEvent.objects.filter(
+                id__gt=self.first_outbox_id, event_type="orders.created"
+            ).order_by("id")[:1000]
+        )
+        if missing <= 0 or not templates:
+            return
+        topics_ensure([topic_name(RELAY_PAD_TOPIC)])
+        rows = []
+        for index in range(missing):
+            template = templates[index % len(templates)]
+            event_id = uuid.uuid4()
+            rows.append(
+                OutboxEvent(
+                    event_id=event_id,
+                    event_type=template.event_type,
+                    schema_version=template.schema_version,
+                    topic=RELAY_PAD_TOPIC,
+                    key=template.key,
+                    aggregate_id=RELAY_PAD_TOPIC,
+                    correlation_id=template.correlation_id,
+                    envelope={**template.envelope, "event_id": str(event_id)},
+                )
+            )
+        OutboxEvent.objects.bulk_create(rows, batch_size=2000)
 
     def _drain_group(self, name: str, backlog: list[str], drain: dict[str, Any]) -> None:
         self._wait("relay catching up", 1, lambda: int(self._unpublished() == 0))

@@ -55,6 +55,12 @@ class Command(BaseCommand):
             help="(e) messages in the raw produce loop.",
         )
         add(
+            "--relay-events",
+            type=int,
+            default=defaults.relay_events,
+            help="(b) relay backlog: (a)'s events, topped up with copies for an unread topic.",
+        )
+        add(
             "--latency-samples",
             type=int,
             default=defaults.latency_samples,
