@@ -263,7 +263,7 @@ class Bench:
         with tqdm(total=total, desc=label, unit="ev", leave=False) as bar:
             while True:
                 now = done()
-                bar.update(min(now, total) - bar.n)
+                bar.update(max(0, min(now, total)) - bar.n)
                 if now >= total and (extra is None or extra()):
                     return True
                 if time.monotonic() > deadline:
