@@ -23,7 +23,7 @@ WORKDIR /src
 # Dependencies first, from pyproject.toml alone, so that a code change reuses this layer.
 COPY pyproject.toml ./
 RUN pip install --upgrade pip \
-    && pip install . "gunicorn>=23,<24"
+    && pip install .
 # Then the project itself (no dependency resolution: they are all in place already).
 COPY . .
 RUN pip install --no-deps --force-reinstall .
@@ -55,8 +55,7 @@ USER app
 EXPOSE 8000
 
 # Exec form: gunicorn is PID 1's direct child under `init: true` (or PID 1 itself) and gets
-# SIGTERM for a graceful stop. Workers: set WEB_CONCURRENCY; more flags: GUNICORN_CMD_ARGS.
-CMD ["gunicorn", "ecommerce.wsgi:application", \
-     "--bind", "0.0.0.0:8000", \
-     "--access-logfile", "-", \
-     "--graceful-timeout", "25"]
+# SIGTERM for a graceful stop. Settings (gthread workers, bind 0.0.0.0:8000, access log,
+# graceful timeout): gunicorn.conf.py; workers: WEB_CONCURRENCY, threads: WEB_THREADS;
+# more flags: GUNICORN_CMD_ARGS.
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "ecommerce.wsgi:application"]

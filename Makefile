@@ -26,11 +26,14 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
 
-# Needs a broker, Redis and a database: set KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and
-# DATABASE_URL (PostgreSQL recommended), e.g. against `make run`'s services or compose.
+# The pipeline as deployed, measured (README "Benchmark"). Uses KAFKA_BOOTSTRAP_SERVERS,
+# REDIS_URL and DATABASE_URL (PostgreSQL) if set; otherwise a local Tansu broker, a local
+# redis-server and a fresh `ecommerce_bench` database on the local PostgreSQL. Options:
+# BENCH_ARGS, e.g. make bench BENCH_ARGS="--gateway-latency-ms 150".
+BENCH_OUT ?= .run/bench
 bench: $(STAMP)
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py bench_pipeline --orders 500 --concurrency 8
+	mkdir -p $(BENCH_OUT)
+	$(BIN)/python -m ecommerce.bench --json $(BENCH_OUT)/bench.json --plot $(BENCH_OUT)/bench.png $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .run db.sqlite3*

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ecommerce.workers import Pipeline, current_database_url
+from ecommerce.supervisor import Supervisor, current_database_url
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +50,9 @@ CALL_FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture
-def pipeline(request, transactional_db, kafka_namespace: str, tmp_path: Path) -> Iterator[Pipeline]:  # type: ignore[no-untyped-def]
+def pipeline(  # type: ignore[no-untyped-def]
+    request, transactional_db, kafka_namespace: str, tmp_path: Path
+) -> Iterator[Supervisor]:
     """Real worker processes against the test database; stopped with SIGTERM afterwards,
     and every one of them must exit 0 (graceful shutdown is part of every test)."""
     import os
@@ -65,7 +67,7 @@ def pipeline(request, transactional_db, kafka_namespace: str, tmp_path: Path) ->
         "CELERY_TASK_DEFAULT_QUEUE": f"{kafka_namespace}celery",
         "PYTHONUNBUFFERED": "1",
     }
-    processes = Pipeline(env=env, log_dir=tmp_path)
+    processes = Supervisor(env=env, log_dir=tmp_path)
     try:
         yield processes
     finally:

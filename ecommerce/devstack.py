@@ -13,7 +13,6 @@ places one order through the HTTP API, waits until it is paid, and exits 0 or 1.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import re
@@ -24,8 +23,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 
 from ecommerce.localservices import (
@@ -35,48 +32,11 @@ from ecommerce.localservices import (
     start_kafka,
     start_redis,
 )
-from kafka_bridge.registry import CONSUMERS  # plain data: importable before Django is set up
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-COLOURS = itertools.cycle(["36", "33", "35", "32", "34", "31", "96", "93"])
+from ecommerce.supervisor import REPO_ROOT, Supervisor, manage
 
 
 def say(message: str) -> None:
     print(f"\033[1m[devstack]\033[0m {message}", flush=True)
-
-
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    process: subprocess.Popen[bytes] | None = None
-    colour: str = field(default_factory=lambda: next(COLOURS))
-
-    def start(self, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            self.argv,
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches only us; we stop children in order
-        )
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        prefix = f"\033[{self.colour}m{self.name:>24} |\033[0m "
-        for raw in self.process.stdout:
-            sys.stdout.write(prefix + raw.decode(errors="replace"))
-            sys.stdout.flush()
-
-
-def manage(*args: str) -> list[str]:
-    return [sys.executable, str(REPO_ROOT / "manage.py"), *args]
-
-
-def celery(*args: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "ecommerce", *args, "-l", "INFO"]
 
 
 def run_once(argv: list[str], env: dict[str, str]) -> str:
@@ -91,16 +51,17 @@ class DevStack:
     def __init__(self, port: int) -> None:
         self.port = port
         self.local: list[LocalService] = []
-        self.children: list[Child] = []
         self.stop_requested = threading.Event()
         self.env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # Logs on the terminal (prefixed, coloured) and in .run/logs/ for later reading.
+        self.children = Supervisor(
+            env=self.env, log_dir=REPO_ROOT / ".run" / "logs", echo=True, new_session=True
+        )
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stop_requested.is_set():
             say("second signal: killing everything now")
-            for child in self.children:
-                if child.process and child.process.poll() is None:
-                    child.process.kill()
+            self.children.kill_all()
             for service in self.local:
                 service.process.kill()
             os._exit(130)
@@ -132,15 +93,13 @@ class DevStack:
         return re.search(r"token (\w+)", seeded).group(1)  # type: ignore[union-attr]
 
     def start_children(self) -> None:
-        self.children = [
-            Child("web", manage("runserver", f"127.0.0.1:{self.port}", "--noreload")),
-            Child("relay", manage("run_relay")),
-            *(Child(f"consumer-{name}", manage("run_consumer", name)) for name in CONSUMERS),
-            Child("celery-worker", celery("worker", "--pool=solo", "--without-gossip")),
-            Child("celery-beat", celery("beat", "--schedule", str(REPO_ROOT / ".run" / "beat"))),
-        ]
-        for child in self.children:
-            child.start(self.env)
+        children = self.children
+        children.start("runserver", f"127.0.0.1:{self.port}", "--noreload", label="web")
+        children.relay()
+        for name in list_consumers():
+            children.consumer(name, label=f"consumer-{name}")
+        children.celery_worker()
+        children.celery_beat(schedule_file=REPO_ROOT / ".run" / "beat")
 
     def wait_for_web(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -149,30 +108,23 @@ class DevStack:
                 raise SystemExit("[devstack] web server did not start")
             time.sleep(0.1)
 
-    def failed_child(self) -> Child | None:
-        return next((c for c in self.children if c.process and c.process.poll() is not None), None)
-
     def stop(self) -> int:
         say("stopping children (SIGTERM)")
-        for child in reversed(self.children):
-            if child.process and child.process.poll() is None:
-                child.process.send_signal(signal.SIGTERM)
         worst = 0
-        for child in self.children:
-            if child.process is None:
-                continue
-            try:
-                code = child.process.wait(20)
-            except subprocess.TimeoutExpired:
-                child.process.kill()
-                code = child.process.wait()
+        for name, code in self.children.stop().items():
             if code not in (0, -signal.SIGTERM):
-                say(f"{child.name} exited with {code}")
+                say(f"{name} exited with {code}")
                 worst = 1
         for service in reversed(self.local):
             service.stop()
         say("stopped")
         return worst
+
+
+def list_consumers() -> list[str]:
+    from kafka_bridge.registry import CONSUMERS  # plain data: importable before Django set-up
+
+    return list(CONSUMERS)
 
 
 def smoke_test(port: int, token: str) -> bool:
@@ -239,10 +191,9 @@ def main(argv: list[str] | None = None) -> int:
             result = 0 if smoke_test(args.port, token) else 1
         else:
             while not stack.stop_requested.wait(0.5):
-                child = stack.failed_child()
+                child = stack.children.exited()
                 if child is not None:
-                    code = child.process.returncode  # type: ignore[union-attr]
-                    say(f"{child.name} exited unexpectedly ({code}); stopping")
+                    say(f"{child.name} exited unexpectedly ({child.returncode}); stopping")
                     result = 1
                     break
     except Exception as exc:  # never leave children behind

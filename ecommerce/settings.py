@@ -30,6 +30,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # The project package itself, for its management commands (bench_pipeline).
+    "ecommerce",
     "kafka_bridge",
     "inventory",
     "orders",

@@ -20,7 +20,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from ecommerce.localservices import LocalService
-from ecommerce.workers import Pipeline, WorkerProcess
+from ecommerce.supervisor import Child, Supervisor
 from inventory.models import Reservation, StockLevel
 from kafka_bridge.models import OutboxEvent
 from notifications.models import Notification
@@ -142,13 +142,13 @@ class CrashSchedule:
     schedule kills each role `kills_per_role` times in a seeded random order, waits a random
     `gap` between kills and restarts the victim after a random `downtime` (0 = at once)."""
 
-    pipeline: Pipeline
-    roles: dict[str, Callable[[], WorkerProcess]]
+    pipeline: Supervisor
+    roles: dict[str, Callable[[], Child]]
     rng: random.Random
     kills_per_role: int = 3
     gap: tuple[float, float] = (1.0, 4.0)
     downtime: tuple[float, float] = (0.0, 1.5)
-    current: dict[str, WorkerProcess] = field(default_factory=dict)
+    current: dict[str, Child] = field(default_factory=dict)
     kills: list[Kill] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from ecommerce.localservices import free_port
-from ecommerce.workers import REPO_ROOT
+from ecommerce.supervisor import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 

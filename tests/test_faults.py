@@ -229,7 +229,7 @@ def test_frozen_broker_orders_accepted_then_caught_up_without_restarts(pipeline)
     pipeline.start_all()
     warmup = order_place_via_api(customers[0], plenty.sku, 1)
     wait_for_status(warmup, "paid", timeout=60)
-    processes = [(w.name, w.process.pid) for w in pipeline.workers]  # type: ignore[union-attr]
+    processes = [(w.name, w.process.pid) for w in pipeline.children]  # type: ignore[union-attr]
 
     # When the broker is frozen (SIGSTOP) for 32 s while customers keep ordering
     placed = []
@@ -246,7 +246,7 @@ def test_frozen_broker_orders_accepted_then_caught_up_without_restarts(pipeline)
         ).count()
         assert piled == len(during)
         unpublished = OutboxEvent.objects.filter(published_at__isnull=True).count()
-        assert all(w.running for w in pipeline.workers), "a worker died during the outage"
+        assert all(w.running for w in pipeline.children), "a worker died during the outage"
     outage = time.monotonic() - frozen_at
 
     # and once the broker is back the same processes, never restarted, catch up on their own
@@ -260,14 +260,14 @@ def test_frozen_broker_orders_accepted_then_caught_up_without_restarts(pipeline)
     outcomes = _outcomes(allowed)
     _wait_notifications_created(outcomes)
     swept = _deliver_notifications(pipeline, allowed)
-    assert [(w.name, w.process.pid) for w in pipeline.workers] == processes  # type: ignore[union-attr]
-    assert all(w.running for w in pipeline.workers)
+    assert [(w.name, w.process.pid) for w in pipeline.children] == processes  # type: ignore[union-attr]
+    assert all(w.running for w in pipeline.children)
     violations = saga_violations(outcomes, on_hand={plenty.sku: 1000, scarce.sku: 6})
     assert violations == [], "\n".join(violations[:30])
     scarce_ids = [o.order_id for o in placed if o.request.sku == scarce.sku]
     assert sum(outcomes[i] == "paid" for i in scarce_ids) == min(len(scarce_ids), 6)
     assert "dead-lettered" not in pipeline.logs()
-    relay = next(w for w in pipeline.workers if w.name == "relay")
+    relay = next(w for w in pipeline.children if w.name == "relay")
     print(
         f"\nbroker outage: frozen {outage:.1f}s; {len(placed)} orders placed meanwhile (API "
         f"max {max(o.seconds for o in placed) * 1000:.0f} ms), {unpublished} outbox events "
@@ -382,7 +382,7 @@ def test_frozen_redis_orders_still_paid_and_deduplicated(pipeline):
     warmup = order_place_via_api(customers[0], plenty.sku, 1)
     wait_for_status(warmup, "paid", timeout=60)
     wait_until(lambda: notifications_unsent([warmup]) == 0, timeout=30)
-    processes = [(w.name, w.process.pid) for w in pipeline.workers]  # type: ignore[union-attr]
+    processes = [(w.name, w.process.pid) for w in pipeline.children]  # type: ignore[union-attr]
 
     # When Redis is frozen (SIGSTOP) for 20 s while orders are placed
     with service_frozen(redis_service) as frozen_at:
@@ -396,7 +396,7 @@ def test_frozen_redis_orders_still_paid_and_deduplicated(pipeline):
         paid_after = time.monotonic() - frozen_at + _wait_settled(allowed, timeout=90)
         redelivered = _redeliver_and_expect_database_duplicates(pipeline, set(allowed))
         while time.monotonic() - frozen_at < REDIS_OUTAGE_SECONDS:
-            assert all(w.running for w in pipeline.workers), "a worker died during the outage"
+            assert all(w.running for w in pipeline.children), "a worker died during the outage"
             time.sleep(0.5)  # holding the outage, checking liveness
         created_during = Notification.objects.filter(order_id__in=list(allowed)).count()
     outage = time.monotonic() - frozen_at
@@ -408,8 +408,8 @@ def test_frozen_redis_orders_still_paid_and_deduplicated(pipeline):
     swept = _deliver_notifications(pipeline, allowed)
     violations = saga_violations(outcomes, on_hand={plenty.sku: 100})
     assert violations == [], "\n".join(violations[:30])
-    assert [(w.name, w.process.pid) for w in pipeline.workers] == processes  # type: ignore[union-attr]
-    for worker in pipeline.workers:
+    assert [(w.name, w.process.pid) for w in pipeline.children] == processes  # type: ignore[union-attr]
+    for worker in pipeline.children:
         if worker.name in {f"consumer-{name}" for name in SAGA_CONSUMERS}:
             assert _redis_warnings(worker), f"{worker.name} logged nothing about Redis"
     print(

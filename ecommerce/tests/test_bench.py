@@ -1,0 +1,78 @@
+"""The benchmark command runs end to end with tiny numbers: every phase reports, the JSON
+holds every figure, the chart is written, and every order went through without an API
+error. Figures are not asserted (they depend on the machine)."""
+
+import json
+
+import pytest
+from django.core.management import call_command
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_pipeline_reports_every_phase(transactional_db, capsys, tmp_path):
+    call_command(
+        "bench_pipeline",
+        intake_seconds=1,
+        saturation_seconds=1,
+        rate=10,
+        rate_seconds=1,
+        connections=4,
+        customers=5,
+        skus=2,
+        baseline_messages=2000,
+        relay_events=1500,
+        latency_samples=5,
+        generator_seconds=0.5,
+        phase_timeout=60,
+        web_concurrency=1,
+        json_path=str(tmp_path / "bench.json"),
+        plot_path=str(tmp_path / "bench.png"),
+    )
+
+    table = capsys.readouterr().out
+    for row in (
+        "load generator ceiling",
+        "(a) intake, workers idle (orders/s)",
+        "(b) relay drain (events/s)",
+        "(b) backlog drain, group inventory",
+        "(b) backlog drain, group orders",
+        "(b) orders paid/s on a backlog",
+        "(b) backlog drain, group notifications",
+        "(c) end-to-end / intake",
+        "(d) created → last notice p50 / p95 / p99 (ms)",
+        "(e) raw produce, relay's messages (msgs/s)",
+        "orders.paid → notifications",
+        "cores used by",
+    ):
+        assert row in table, row
+    results = json.loads((tmp_path / "bench.json").read_text())
+    assert results["api_errors"] == 0
+    assert set(results) >= {
+        "meta",
+        "generator",
+        "intake_idle",
+        "raw",
+        "backlog",
+        "saturation",
+        "fixed_rate",
+    }
+    assert results["intake_idle"]["orders"] > 0
+    backlog = results["backlog"]
+    assert backlog["relay"]["complete"] and backlog["relay"]["rate_from"] == "published_at"
+    assert set(backlog["groups"]) == {"inventory", "orders", "notifications"}
+    assert all(group["complete"] for group in backlog["groups"].values())
+    # Every order of the fixed-rate phase reached its last notice, along the whole saga.
+    fixed = results["fixed_rate"]
+    assert fixed["orders"] > 0 and fixed["incomplete"] == 0
+    assert fixed["breakdown"]["orders"] == fixed["completed"]
+    assert [hop["hop"] for hop in fixed["breakdown"]["hops"]] == [
+        "orders.created → inventory",
+        "inventory.reserved → orders",
+        "payments.processed → orders",
+        "orders.paid → notifications",
+    ]
+    assert results["meta"]["exit_codes"] and all(
+        code == 0 for code in results["meta"]["exit_codes"].values()
+    )
+    assert (tmp_path / "bench.png").stat().st_size > 10_000

@@ -1,0 +1,26 @@
+"""Gunicorn settings of the web service: the Docker image, docker-compose and the benchmark
+(`manage.py bench_pipeline`) all run `gunicorn ecommerce.wsgi:application` with this file
+(gunicorn reads ./gunicorn.conf.py by itself; command-line flags override it).
+
+    WEB_CONCURRENCY  worker processes; default: CPUs available + 1 (3 on 2 cores)
+    WEB_THREADS      threads per worker; default 4
+    WEB_BIND         address; default 0.0.0.0:8000
+"""
+
+import os
+
+# gthread, not the default sync worker: sync workers close the connection after every
+# response (no keep-alive), and a request waiting on PostgreSQL would idle its whole process.
+# Threads overlap those waits, so one process per core plus one (for a worker that is busy
+# in pure Python or collecting garbage) keeps the cores busy; the classic 2 x cores + 1 is
+# for sync workers. Each thread holds its own database connection (workers x threads).
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", len(os.sched_getaffinity(0)) + 1))
+threads = int(os.environ.get("WEB_THREADS", 4))
+bind = [os.environ.get("WEB_BIND", "0.0.0.0:8000")]
+# Idle keep-alive connections are closed after this; a reverse proxy should keep its own
+# idle timeout below it.
+keepalive = 5
+accesslog = "-"
+# Compose's stop_grace_period is 30 s: requests in flight get 25 of them.
+graceful_timeout = 25
