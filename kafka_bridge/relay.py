@@ -122,6 +122,18 @@ class PublishRight:
         self._session = None  # if the session is gone, so is its lock
 
 
+def message_headers(
+    event_id: object, event_type: str, schema_version: int, correlation_id: str
+) -> list[tuple[str, str]]:
+    """The headers every published event carries (readable without decoding the value)."""
+    return [
+        ("event_id", str(event_id)),
+        ("event_type", event_type),
+        ("schema_version", str(schema_version)),
+        ("correlation_id", correlation_id),
+    ]
+
+
 @dataclass(eq=False)
 class _Batch:
     """Rows produced together; stamped together once every one of them is acknowledged."""
@@ -203,12 +215,7 @@ class OutboxRelay:
         produce, delivered = self.producer.produce, batch.on_delivery
         for row_id, topic, key, value, event_id, event_type, version, correlation_id in rows:
             physical = topics.get(topic) or topics.setdefault(topic, topic_name(topic))
-            headers = [
-                ("event_id", str(event_id)),
-                ("event_type", event_type),
-                ("schema_version", str(version)),
-                ("correlation_id", correlation_id),
-            ]
+            headers = message_headers(event_id, event_type, version, correlation_id)
             on_delivery = partial(delivered, row_id)
             while True:
                 try:

@@ -4,6 +4,7 @@ event), Notification.created_at. Nothing in the product is instrumented for the 
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections import defaultdict
@@ -113,7 +114,7 @@ def critical_path_breakdown(order_ids: Sequence[str], namespace: str) -> dict[st
     events = {
         row["event_id"]: row
         for row in OutboxEvent.objects.filter(aggregate_id__in=list(order_ids)).values(
-            "event_id", "event_type", "created_at", "published_at", "envelope"
+            "event_id", "event_type", "created_at", "published_at", "value"
         )
     }
     processed: dict[uuid.UUID, list[tuple[str, datetime]]] = defaultdict(list)
@@ -132,7 +133,7 @@ def critical_path_breakdown(order_ids: Sequence[str], namespace: str) -> dict[st
             row = events[event_id]
             chain.append((row, successor_at))
             successor_at = row["created_at"]
-            causation = row["envelope"].get("causation_id")
+            causation = json.loads(bytes(row["value"])).get("causation_id")
             event_id = uuid.UUID(causation) if causation else None
         chain.reverse()
         if not chain or chain[0][0]["event_type"] != "orders.created":

@@ -323,8 +323,10 @@ class Bench:
         messages = [
             RawMessage(
                 key=row.key.encode(),
-                value=json.dumps(row.envelope, separators=(",", ":")).encode(),
-                headers=message_headers(row),
+                value=bytes(row.value),
+                headers=message_headers(
+                    row.event_id, row.event_type, row.schema_version, row.correlation_id
+                ),
             )
             for row in rows
         ]
@@ -410,7 +412,7 @@ class Bench:
                     key=template.key,
                     aggregate_id=RELAY_PAD_TOPIC,
                     correlation_id=template.correlation_id,
-                    envelope={**template.envelope, "event_id": str(event_id)},
+                    value=json.dumps({**template.envelope, "event_id": str(event_id)}).encode(),
                 )
             )
         OutboxEvent.objects.bulk_create(rows, batch_size=2000)
