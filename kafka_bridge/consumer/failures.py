@@ -9,7 +9,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, ValidationError
 from django.utils import timezone
 
-from kafka_bridge.client import producer_config, topic_name
+from kafka_bridge.client import dead_letter_topic_name, producer_config
 from kafka_bridge.contracts import EventDecodeError
 
 
@@ -77,8 +77,7 @@ class DeadLetterWriter:
         self._producer: Producer | None = None
 
     def topic_for(self, message: Message) -> str:
-        logical = self._logical.get(message.topic(), message.topic())
-        return topic_name(f"{logical}.dlq")
+        return dead_letter_topic_name(self._logical.get(message.topic(), message.topic()))
 
     def write(self, message: Message, exc: BaseException, attempts: int) -> str:
         dlq_topic = self.topic_for(message)
