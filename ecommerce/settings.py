@@ -4,6 +4,7 @@ Every value has a safe default for local runs (`make run`); production sets them
 the environment (see docker-compose.yml). Secrets never live in this file.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -20,6 +21,25 @@ ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"]
 )
 
+# --- HTTPS (production) -----------------------------------------------------------------
+# Production runs behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips
+# any such header a client sent). DJANGO_SECURE=true makes `manage.py check --deploy`
+# clean; `make run` leaves it off and stays plain HTTP.
+SECURE = env.bool("DJANGO_SECURE", default=False)
+if SECURE:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    # Health checks come over plain HTTP from inside the host or cluster, not via the proxy.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz/$"]
+    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+# Client addresses (rate limits, login lockouts): REMOTE_ADDR, or with this many proxies in
+# front, the address the outermost of them saw (X-Forwarded-For, counted from the right).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -28,8 +48,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
+    "axes",
     # The project package itself, for its management commands (bench_pipeline).
     "ecommerce",
     "kafka_bridge",
@@ -47,6 +67,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "kafka_bridge.correlation.CorrelationIdMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "ecommerce.urls"
@@ -87,6 +109,12 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# django-axes first: it refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -105,7 +133,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first so that an anonymous request gets 401 with WWW-Authenticate, not 403.
-        "rest_framework.authentication.TokenAuthentication",
+        "ecommerce.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # DRF's default parsers, with a JSON parser that answers 400 (not 500) to deep nesting.
@@ -119,8 +147,15 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=20),
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "ecommerce.api_schema.AutoSchema",
     "EXCEPTION_HANDLER": "ecommerce.api_errors.exception_handler",
+    # Per customer on the whole API; per address for requests without valid credentials.
+    # Order creation has its own, stricter limit on top (orders.apis). Rates: API_THROTTLE_*.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "ecommerce.throttling.CustomerRateThrottle",
+        "ecommerce.throttling.AnonymousRateThrottle",
+    ],
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "E-commerce order pipeline API",
@@ -129,8 +164,45 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
+# --- Rate limits ------------------------------------------------------------------------
+# "<requests>/<period>", the period one of s, m(in), h(our), d(ay), optionally with a count:
+# "20/10s". Counted in the shared cache (Redis), so every web process sees the same counts.
+# API_THROTTLING=false turns every limit off (load tests; the benchmark does it itself).
+API_THROTTLING = env.bool("API_THROTTLING", default=True)
+API_THROTTLE_RATES = {
+    "customer": env.str("API_THROTTLE_CUSTOMER", default="600/min"),
+    "order_create": env.str("API_THROTTLE_ORDER_CREATE", default="60/min"),
+    "anonymous": env.str("API_THROTTLE_ANONYMOUS", default="30/min"),
+}
+
+# --- Admin login lockout (django-axes) ---------------------------------------------------
+# After AXES_FAILURE_LIMIT failed logins for one username from one address, that pair is
+# locked out for AXES_COOLOFF_SECONDS (each failure while locked out restarts the wait).
+# Staff see attempts and lockouts in the admin (Axes: access attempts) and can delete them.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(seconds=env.int("AXES_COOLOFF_SECONDS", default=15 * 60))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "ecommerce.throttling.client_address"
+# No start-up banner in every process; failed logins and lockouts are still logged.
+AXES_VERBOSE = False
+
+# --- API tokens ---------------------------------------------------------------------------
+# Only a SHA-256 digest of each token is stored; new tokens expire after this many days
+# (0: never).
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)
+
 # --- Redis ------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# The shared cache: rate-limit counters. Short timeouts, as for every Redis client here.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "cache",
+        "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+    }
+}
 
 # --- Kafka ------------------------------------------------------------------------------
 # Client settings come from here, never from constants in code. Defaults suit local runs

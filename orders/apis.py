@@ -14,9 +14,11 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from ecommerce.api_errors import ApiDomainError
+from ecommerce.throttling import OrderCreateRateThrottle
 from orders.models import Order
 from orders.selectors import order_get_for_customer, order_list_for_customer, order_timeline
 from orders.services import (
@@ -84,6 +86,10 @@ class OrderCollectionApi(APIView):
     # Declared on the view (not only instantiated in `get`) so the OpenAPI schema documents
     # the paginated envelope the list really returns.
     pagination_class = PageNumberPagination
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        # Creating orders has its own limit, on top of the customer's limit on the whole API.
+        return [*super().get_throttles(), OrderCreateRateThrottle()]
 
     class InputSerializer(serializers.Serializer):
         class ItemSerializer(serializers.Serializer):

@@ -5,9 +5,9 @@ from itertools import count
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from ecommerce.services import api_token_issue
 from inventory.models import Product
 from inventory.services import product_create
 
@@ -23,8 +23,7 @@ def customer_create(username: str | None = None) -> AbstractBaseUser:
 
 def api_client_for(user: AbstractBaseUser) -> APIClient:
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_issue(user=user)}")
     return client
 
 
