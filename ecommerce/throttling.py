@@ -45,6 +45,8 @@ def rate_parse(rate: str) -> tuple[int, int]:
     if match is None:
         raise ValueError(f"not a rate: {rate!r} (expected e.g. '60/min' or '20/10s')")
     count = int(match["count"] or 1)
+    if count == 0:
+        raise ValueError(f"not a rate: {rate!r} (a period of zero)")
     return int(match["requests"]), count * UNIT_SECONDS[match["unit"]]
 
 
