@@ -50,7 +50,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "axes",
-    # The project package itself, for its management commands (bench_pipeline).
+    # The project package itself: API tokens, and its management commands (bench_pipeline).
     "ecommerce",
     "kafka_bridge",
     "inventory",
