@@ -24,6 +24,7 @@ from kafka_bridge.contracts import event_type_get, payload_validate
 from kafka_bridge.correlation import correlation_id_for
 from kafka_bridge.models import DeadLetter, OutboxEvent
 from kafka_bridge.redis_client import OutageBackoff, redis_client
+from kafka_bridge.sql import rows_insert
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +61,40 @@ def outbox_events_record(events: Sequence[NewEvent]) -> list[OutboxEvent]:
         for event in events
     ]
     if rows:
-        OutboxEvent.objects.bulk_create(rows)
+        _outbox_rows_insert(rows)
         transaction.on_commit(relay_wake)
     return rows
+
+
+_INSERTED_FIELDS = (
+    "event_id",
+    "event_type",
+    "schema_version",
+    "topic",
+    "key",
+    "aggregate_id",
+    "correlation_id",
+    "value",
+    "created_at",
+    "attempts",
+    "last_error",
+)
+
+
+def _outbox_rows_insert(rows: Sequence[OutboxEvent]) -> None:
+    # Not bulk_create: see kafka_bridge.sql for why, and for what it costs.
+    created_at = timezone.now()
+    for row in rows:
+        row.created_at = created_at
+    inserted = rows_insert(
+        OutboxEvent,
+        _INSERTED_FIELDS,
+        [[getattr(row, name) for name in _INSERTED_FIELDS] for row in rows],
+        suffix="RETURNING id",
+    )
+    for row, (row_id,) in zip(rows, inserted, strict=True):
+        row.pk = row_id
+        row._state.adding = False
 
 
 def outbox_event_record(
