@@ -6,6 +6,7 @@ so the relay only copies them to Kafka.
 
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -161,19 +162,60 @@ def outbox_event_replay(*, value: bytes, key: str, replay_of: DeadLetter) -> Out
     return row
 
 
-# During a Redis outage each wake-up would cost a request its socket timeout; relays poll
-# anyway, so after a failure wake-ups are skipped for a while.
-_wake_backoff = OutageBackoff()
+class RelayWaker:
+    """Publishes "there is work" to relays from a thread of its own.
+
+    A wake-up is an optimisation (relays poll anyway), so nothing that commits events (a
+    request, a consumer batch) may wait for it: a frozen Redis would hold each of them for
+    the client's socket timeout. `wake()` only sets a flag; the thread publishes once for
+    however many commits happened meanwhile. After a failure it stays quiet for a while
+    (`OutageBackoff`) and logs once per outage.
+    """
+
+    def __init__(self) -> None:
+        self.backoff = OutageBackoff()
+        self._pending = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def wake(self) -> None:
+        with self._lock:
+            self._pending.set()
+            self._idle.clear()
+            if self._thread is None or not self._thread.is_alive():  # first use, or a fork
+                self._thread = threading.Thread(target=self._run, name="relay-waker", daemon=True)
+                self._thread.start()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every wake-up asked for has been published or given up (tests)."""
+        return self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            self._pending.wait()
+            self._pending.clear()
+            self._publish()
+            with self._lock:
+                if not self._pending.is_set():
+                    self._idle.set()
+
+    def _publish(self) -> None:
+        if not self.backoff.ready():
+            return
+        try:
+            redis_client().publish(RELAY_WAKE_CHANNEL, b"1")
+        except redis.RedisError as exc:
+            if self.backoff.failed():
+                logger.warning("outbox relay wake-ups paused, Redis unavailable: %s", exc)
+            return
+        self.backoff.succeeded()
+
+
+relay_waker = RelayWaker()
 
 
 def relay_wake() -> None:
-    """Tell relays there is work; harmless if Redis is down (they poll as well)."""
-    if not _wake_backoff.ready():
-        return
-    try:
-        redis_client().publish(RELAY_WAKE_CHANNEL, b"1")
-    except redis.RedisError as exc:
-        if _wake_backoff.failed():
-            logger.warning("outbox relay wake-ups paused, Redis unavailable: %s", exc)
-        return
-    _wake_backoff.succeeded()
+    """Tell relays there is work, without waiting for Redis; see `RelayWaker`."""
+    relay_waker.wake()
