@@ -14,10 +14,10 @@ def _no_outage_carried_between_tests() -> None:
     """Outage back-offs are per process; an outage one test caused must not skip calls in
     the next test."""
     from ecommerce.throttling import _cache_backoff
-    from kafka_bridge.outbox import _wake_backoff
+    from kafka_bridge.outbox import relay_waker
     from notifications.services import _enqueue_backoff
 
-    _wake_backoff.reset()
+    relay_waker.backoff.reset()
     _enqueue_backoff.reset()
     _cache_backoff.reset()
 

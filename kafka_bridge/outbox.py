@@ -6,6 +6,7 @@ so the relay only copies them to Kafka.
 
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from kafka_bridge.contracts import event_type_get, payload_validate
 from kafka_bridge.correlation import correlation_id_for
 from kafka_bridge.models import DeadLetter, OutboxEvent
 from kafka_bridge.redis_client import OutageBackoff, redis_client
+from kafka_bridge.sql import rows_insert
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +62,40 @@ def outbox_events_record(events: Sequence[NewEvent]) -> list[OutboxEvent]:
         for event in events
     ]
     if rows:
-        OutboxEvent.objects.bulk_create(rows)
+        _outbox_rows_insert(rows)
         transaction.on_commit(relay_wake)
     return rows
+
+
+_INSERTED_FIELDS = (
+    "event_id",
+    "event_type",
+    "schema_version",
+    "topic",
+    "key",
+    "aggregate_id",
+    "correlation_id",
+    "value",
+    "created_at",
+    "attempts",
+    "last_error",
+)
+
+
+def _outbox_rows_insert(rows: Sequence[OutboxEvent]) -> None:
+    # Not bulk_create: see kafka_bridge.sql for why, and for what it costs.
+    created_at = timezone.now()
+    for row in rows:
+        row.created_at = created_at
+    inserted = rows_insert(
+        OutboxEvent,
+        _INSERTED_FIELDS,
+        [[getattr(row, name) for name in _INSERTED_FIELDS] for row in rows],
+        suffix="RETURNING id",
+    )
+    for row, (row_id,) in zip(rows, inserted, strict=True):
+        row.pk = row_id
+        row._state.adding = False
 
 
 def outbox_event_record(
@@ -129,19 +162,60 @@ def outbox_event_replay(*, value: bytes, key: str, replay_of: DeadLetter) -> Out
     return row
 
 
-# During a Redis outage each wake-up would cost a request its socket timeout; relays poll
-# anyway, so after a failure wake-ups are skipped for a while.
-_wake_backoff = OutageBackoff()
+class RelayWaker:
+    """Publishes "there is work" to relays from a thread of its own.
+
+    A wake-up is an optimisation (relays poll anyway), so nothing that commits events (a
+    request, a consumer batch) may wait for it: a frozen Redis would hold each of them for
+    the client's socket timeout. `wake()` only sets a flag; the thread publishes once for
+    however many commits happened meanwhile. After a failure it stays quiet for a while
+    (`OutageBackoff`) and logs once per outage.
+    """
+
+    def __init__(self) -> None:
+        self.backoff = OutageBackoff()
+        self._pending = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def wake(self) -> None:
+        with self._lock:
+            self._pending.set()
+            self._idle.clear()
+            if self._thread is None or not self._thread.is_alive():  # first use, or a fork
+                self._thread = threading.Thread(target=self._run, name="relay-waker", daemon=True)
+                self._thread.start()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every wake-up asked for has been published or given up (tests)."""
+        return self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            self._pending.wait()
+            self._pending.clear()
+            self._publish()
+            with self._lock:
+                if not self._pending.is_set():
+                    self._idle.set()
+
+    def _publish(self) -> None:
+        if not self.backoff.ready():
+            return
+        try:
+            redis_client().publish(RELAY_WAKE_CHANNEL, b"1")
+        except redis.RedisError as exc:
+            if self.backoff.failed():
+                logger.warning("outbox relay wake-ups paused, Redis unavailable: %s", exc)
+            return
+        self.backoff.succeeded()
+
+
+relay_waker = RelayWaker()
 
 
 def relay_wake() -> None:
-    """Tell relays there is work; harmless if Redis is down (they poll as well)."""
-    if not _wake_backoff.ready():
-        return
-    try:
-        redis_client().publish(RELAY_WAKE_CHANNEL, b"1")
-    except redis.RedisError as exc:
-        if _wake_backoff.failed():
-            logger.warning("outbox relay wake-ups paused, Redis unavailable: %s", exc)
-        return
-    _wake_backoff.succeeded()
+    """Tell relays there is work, without waiting for Redis; see `RelayWaker`."""
+    relay_waker.wake()

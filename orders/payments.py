@@ -19,7 +19,7 @@ from functools import cache, partial
 from typing import Protocol, TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -85,21 +85,31 @@ class FakePaymentGateway:
     ) -> GatewayResult:
         if self.latency_seconds:
             time.sleep(self.latency_seconds)
-        transaction_row, _ = FakeGatewayTransaction.objects.get_or_create(
-            idempotency_key=key,
-            defaults={
-                "kind": kind,
-                "reference": f"fake_{kind}_{uuid.uuid4().hex[:12]}",
-                "amount": amount,
-                "currency": currency,
-                "succeeded": not decline_reason,
-                "decline_reason": decline_reason,
-            },
-        )
+        # One statement, in autocommit: the first call with a key writes the ledger row, a
+        # repeat gets that row back (a no-op `DO UPDATE`, so RETURNING sees it). The
+        # get_or_create it replaces cost four round trips and a transaction per call.
+        ledger = FakeGatewayTransaction._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {ledger} (idempotency_key, kind, reference, amount, currency,"
+                " succeeded, decline_reason, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (idempotency_key)"
+                " DO UPDATE SET idempotency_key = excluded.idempotency_key"
+                " RETURNING succeeded, reference, decline_reason",
+                [
+                    key,
+                    kind,
+                    f"fake_{kind}_{uuid.uuid4().hex[:12]}",
+                    connection.ops.adapt_decimalfield_value(amount, 18, 2),
+                    currency,
+                    not decline_reason,
+                    decline_reason,
+                    connection.ops.adapt_datetimefield_value(timezone.now()),
+                ],
+            )
+            succeeded, reference, recorded_reason = cursor.fetchone()
         return GatewayResult(
-            succeeded=transaction_row.succeeded,
-            reference=transaction_row.reference,
-            decline_reason=transaction_row.decline_reason,
+            succeeded=bool(succeeded), reference=reference, decline_reason=recorded_reason
         )
 
     def charge(

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 import redis
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from kafka_bridge.contracts import Event
 from kafka_bridge.models import ProcessedEvent
 from kafka_bridge.redis_client import OutageBackoff, redis_client
+from kafka_bridge.sql import rows_insert
 
 logger = logging.getLogger(__name__)
 
@@ -91,27 +91,14 @@ def processed_events_mark(*, group: str, events: Sequence[Event]) -> set[uuid.UU
     new. Must run in the transaction that applies their effects."""
     if not events:
         return set()
-    table = ProcessedEvent._meta.db_table
-    fields = [ProcessedEvent._meta.get_field(name) for name in ("event_id", "processed_at")]
-    event_id_field, processed_at_field = fields
-    now = processed_at_field.get_db_prep_value(timezone.now(), connection)
-    values: list[object] = []
-    for event in events:
-        values += [
-            group,
-            event_id_field.get_db_prep_value(event.event_id, connection),
-            event.event_type,
-            now,
-        ]
-    rows = ", ".join(["(%s, %s, %s, %s)"] * len(events))
+    now = timezone.now()
     # ON CONFLICT ... RETURNING (PostgreSQL, SQLite ≥ 3.35): the conflicts are the duplicates.
-    sql = (
-        f"INSERT INTO {table} (consumer_group, event_id, event_type, processed_at) "
-        f"VALUES {rows} ON CONFLICT (consumer_group, event_id) DO NOTHING RETURNING event_id"
+    inserted = rows_insert(
+        ProcessedEvent,
+        ("consumer_group", "event_id", "event_type", "processed_at"),
+        [(group, event.event_id, event.event_type, now) for event in events],
+        suffix="ON CONFLICT (consumer_group, event_id) DO NOTHING RETURNING event_id",
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        inserted = cursor.fetchall()
     return {_as_uuid(value) for (value,) in inserted}
 
 

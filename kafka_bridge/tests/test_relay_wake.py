@@ -1,0 +1,66 @@
+"""Relay wake-ups go through Redis, and nothing that commits events waits for them."""
+
+import logging
+import time
+
+import pytest
+
+from kafka_bridge.outbox import RELAY_WAKE_CHANNEL, relay_wake, relay_waker
+from kafka_bridge.redis_client import redis_client
+from testing.factories import customer_create, order_place_via_api, product_with_stock
+from testing.faults import service_frozen
+from testing.polling import wait_until
+from testing.services import SERVICES
+
+pytestmark = pytest.mark.django_db(transaction=True)  # wake-ups are sent after commit
+
+# The Redis client's socket timeout (kafka_bridge.redis_client): a request that waited for
+# a wake-up during a freeze would take at least this long.
+REDIS_SOCKET_TIMEOUT_S = 2.0
+
+
+def test_a_frozen_redis_does_not_slow_order_creation(caplog):
+    redis_service = SERVICES.local.get("redis")
+    if redis_service is None:
+        pytest.skip(f"Redis comes from {SERVICES.redis_source!r}: this harness cannot freeze it")
+    product = product_with_stock(on_hand=1_000)
+    customer = customer_create()
+    order_place_via_api(customer, product.sku)  # connections and caches warm
+
+    # When Redis is frozen while a customer places 30 orders, one at a time
+    seconds = []
+    with caplog.at_level(logging.WARNING, logger="kafka_bridge.outbox"):
+        with service_frozen(redis_service):
+            for _ in range(30):
+                started = time.monotonic()
+                order_place_via_api(customer, product.sku)
+                seconds.append(time.monotonic() - started)
+            # (held until the waker's own publish has timed out on the frozen socket)
+            wait_until(lambda: relay_waker.backoff.down, timeout=REDIS_SOCKET_TIMEOUT_S + 5)
+        assert relay_waker.wait_idle(timeout=REDIS_SOCKET_TIMEOUT_S + 5)
+
+    # Then no request waited for the wake-up: all well under the socket timeout
+    seconds.sort()
+    assert seconds[-1] < REDIS_SOCKET_TIMEOUT_S / 2, f"slowest {seconds[-1]:.2f}s"
+    # and the outage was logged once, not once per order
+    paused = [r for r in caplog.records if "wake-ups paused" in r.getMessage()]
+    assert len(paused) == 1, [r.getMessage() for r in caplog.records]
+    print(f"\n30 orders, Redis frozen: p50 {seconds[15]:.3f}s, max {seconds[-1]:.3f}s")
+
+
+def test_wake_ups_reach_relays_again_once_redis_answers():
+    # Given a relay-like subscriber, after an outage was recorded
+    relay_waker.backoff.failed()
+    subscriber = redis_client().pubsub(ignore_subscribe_messages=True)
+    subscriber.subscribe(RELAY_WAKE_CHANNEL)
+    try:
+        # When commits keep asking for wake-ups
+        def woken() -> bool:
+            relay_wake()
+            return subscriber.get_message(timeout=0.2) is not None
+
+        # Then one arrives once the back-off has passed
+        wait_until(woken, timeout=relay_waker.backoff.seconds + 10, interval=0.2)
+    finally:
+        subscriber.close()
+    assert not relay_waker.backoff.down
