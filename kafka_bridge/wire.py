@@ -51,6 +51,12 @@ from kafka_bridge.contracts import (
 REGISTRY_MAGIC_BYTE = b"\x00"
 
 
+def _registry_framed(value: bytes | None) -> bool:
+    """Magic byte, 4-byte schema id, then a JSON object: anything else is not an event of
+    ours in the registry format (and is reported as the plain bytes it is)."""
+    return bool(value) and value[:1] == REGISTRY_MAGIC_BYTE and value[5:6] == b"{"
+
+
 def registry_url() -> str:
     return settings.SCHEMA_REGISTRY["URL"]
 
@@ -140,7 +146,7 @@ def _registry_document(value: bytes, topic: str) -> Any:
 
 def message_decode(value: bytes | None, *, topic: str) -> Event:
     """The Event in a message value of either format, or EventDecodeError saying why not."""
-    if value and value[:1] == REGISTRY_MAGIC_BYTE:
+    if _registry_framed(value):
         return event_from_document(_registry_document(value, topic))
     return event_decode(value)
 
@@ -148,6 +154,6 @@ def message_decode(value: bytes | None, *, topic: str) -> Event:
 def envelope_json(value: bytes, *, topic: str) -> bytes:
     """The plain JSON envelope of a message value of either format (what the outbox stores):
     a plain value as it is, byte for byte."""
-    if value[:1] != REGISTRY_MAGIC_BYTE:
+    if not _registry_framed(value):
         return value
     return to_json(_registry_document(value, topic))

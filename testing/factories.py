@@ -44,12 +44,14 @@ def order_place_via_api(
     *,
     payment_token: str = "",
     correlation_id: str | None = None,
+    **fields: object,
 ) -> str:
-    """POST an order as `customer`; return its id (fails the test on anything but 201)."""
+    """POST an order as `customer`, with any further body `fields` (`sales_channel`,
+    `shipping_address`); return its id (fails the test on anything but 201)."""
     headers = {"HTTP_X_CORRELATION_ID": correlation_id} if correlation_id else {}
     response = api_client_for(customer).post(
         "/api/orders/",
-        {"items": [{"sku": sku, "quantity": quantity}], "payment_token": payment_token},
+        {"items": [{"sku": sku, "quantity": quantity}], "payment_token": payment_token, **fields},
         format="json",
         **headers,
     )
