@@ -14,6 +14,16 @@ from inventory.services import product_create
 _sequence = count(1)
 
 
+# A complete shipping address as the API takes it (line2 left out: it defaults to "").
+SHIPPING_ADDRESS = {
+    "name": "Ada Lovelace",
+    "line1": "12 St James's Square",
+    "postal_code": "SW1Y 4JH",
+    "city": "London",
+    "country": "GB",
+}
+
+
 def customer_create(username: str | None = None) -> AbstractBaseUser:
     username = username or f"customer{next(_sequence)}"
     return get_user_model().objects.create_user(

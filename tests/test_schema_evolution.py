@@ -11,19 +11,17 @@ from kafka_bridge.client import topic_name
 from kafka_bridge.contracts import OrderCreatedV1
 from kafka_bridge.models import OutboxEvent, ProcessedEvent
 from notifications.models import Notification
-from testing.factories import customer_create, order_place_via_api, product_with_stock
+from testing.factories import (
+    SHIPPING_ADDRESS,
+    customer_create,
+    order_place_via_api,
+    product_with_stock,
+)
 from testing.kafka import event_envelope, messages_produce, topic_read_all
 from testing.saga import gateway_calls, stock_of, wait_for_notifications, wait_for_status
 
 pytestmark = pytest.mark.integration
 K = Notification.Kind
-ADDRESS = {
-    "name": "Grace Hopper",
-    "line1": "Invalidenstraße 117",
-    "postal_code": "10115",
-    "city": "Berlin",
-    "country": "DE",
-}
 
 
 def _published_as_v1(order_ids: list[str]) -> list[bytes]:
@@ -59,7 +57,7 @@ def test_v1_events_then_v2_events_are_processed_in_order_once_each(pipeline):
     # customer (so the same partition, behind the V1 events), and the pipeline runs
     current = [
         order_place_via_api(
-            customer, product.sku, 1, sales_channel="mobile_app", shipping_address=ADDRESS
+            customer, product.sku, 1, sales_channel="mobile_app", shipping_address=SHIPPING_ADDRESS
         )
         for _ in range(2)
     ]
@@ -88,6 +86,6 @@ def test_v1_events_then_v2_events_are_processed_in_order_once_each(pipeline):
     confirmations = Notification.objects.filter(kind=K.ORDER_CONFIRMED)
     for order_id in current:
         body = confirmations.get(order_id=order_id).body
-        assert "Invalidenstraße 117" in body and "10115 Berlin" in body
+        assert "12 St James's Square" in body and "SW1Y 4JH London" in body
     for order_id in legacy:
         assert "ship to" not in confirmations.get(order_id=order_id).body

@@ -22,6 +22,7 @@ from kafka_bridge.contract_schemas import (
     schema_file,
 )
 from kafka_bridge.contracts import OrderCreatedV2, ShippingAddress, event_decode
+from testing.factories import SHIPPING_ADDRESS as ADDRESS
 from testing.kafka import event_envelope
 
 V1_ORDER = {
@@ -30,13 +31,6 @@ V1_ORDER = {
     "currency": "EUR",
     "total": "25.00",
     "items": [{"sku": "MUG-1", "quantity": 2, "unit_price": "12.50"}],
-}
-ADDRESS = {
-    "name": "Ada Lovelace",
-    "line1": "12 St James's Square",
-    "postal_code": "SW1Y 4JH",
-    "city": "London",
-    "country": "GB",
 }
 
 

@@ -11,20 +11,25 @@ from collections.abc import Iterator
 import pytest
 from django.db import connection
 
+from ecommerce.localservices import free_port
 from inventory.models import Reservation
 from kafka_bridge.client import pipeline_topics, topic_name, topics_ensure
 from kafka_bridge.consumer import ConsumerRunner
 from kafka_bridge.contracts import EventDecodeError, OrderCreatedV2
+from kafka_bridge.models import OutboxEvent
 from kafka_bridge.registry import consumer_spec_get
 from kafka_bridge.relay import OutboxRelay
 from kafka_bridge.wire import message_decode, registry_client, registry_framer
-from testing.factories import api_client_for, customer_create, product_with_stock
+from testing.factories import (
+    SHIPPING_ADDRESS,
+    api_client_for,
+    customer_create,
+    product_with_stock,
+)
 from testing.kafka import event_envelope, messages_produce, topic_read_all
 from testing.polling import wait_until
 
 pytestmark = pytest.mark.integration
-
-ADDRESS = {"name": "Ada", "line1": "1 Main St", "postal_code": "10115", "city": "Berlin"}
 
 
 @pytest.fixture
@@ -58,7 +63,7 @@ def _place_order(customer, sku: str) -> str:
     body = {
         "items": [{"sku": sku, "quantity": 1}],
         "sales_channel": "marketplace",
-        "shipping_address": {**ADDRESS, "country": "DE"},
+        "shipping_address": SHIPPING_ADDRESS,
     }
     response = api_client_for(customer).post("/api/orders/", body, format="json")
     assert response.status_code == 201, response.content
@@ -94,7 +99,7 @@ def test_events_go_out_registry_framed_and_both_formats_are_consumed(inventory_c
     event = message_decode(framed.value(), topic=framed.topic())
     assert isinstance(event.payload, OrderCreatedV2)
     assert event.payload.sales_channel == "marketplace"
-    assert event.payload.shipping_address.city == "Berlin"
+    assert event.payload.shipping_address.city == SHIPPING_ADDRESS["city"]
     # and the consumer processes both, in order, once each
     wait_until(
         lambda: Reservation.objects.filter(order_id__in=[old_order_id, new_order_id]).count() == 2,
@@ -104,6 +109,33 @@ def test_events_go_out_registry_framed_and_both_formats_are_consumed(inventory_c
     reserved = list(Reservation.objects.order_by("id").values_list("order_id", flat=True))
     assert [str(order_id) for order_id in reserved] == [old_order_id, new_order_id]
     assert inventory_consumer.stats.dead_lettered == 0
+
+
+def test_an_unreachable_registry_holds_the_relay_back_not_the_api(registry, settings):
+    # Given a registry that does not answer
+    settings.SCHEMA_REGISTRY = {
+        "URL": f"http://127.0.0.1:{free_port()}",
+        "BASIC_AUTH_USER_INFO": "",
+    }
+    customer = customer_create()
+    product = product_with_stock(on_hand=5)
+
+    # When an order is placed, the API still answers 201 (nothing calls the registry there)
+    order_id = _place_order(customer, product.sku)
+
+    # Then the relay records the failure on the row and publishes nothing
+    relay = OutboxRelay()
+    row = OutboxEvent.objects.filter(aggregate_id=order_id)
+    wait_until(lambda: (relay.publish_batch(), row.get().attempts)[1] >= 1, timeout=30)
+    assert row.get().published_at is None
+    assert row.get().last_error.startswith("schema registry: ")
+    # and once a registry answers, the same row goes out, framed
+    settings.SCHEMA_REGISTRY = {"URL": registry, "BASIC_AUTH_USER_INFO": ""}
+    relay.framer = registry_framer()
+    wait_until(lambda: (relay.publish_batch(), row.get().published_at)[1], timeout=30)
+    (message,) = topic_read_all(topic_name("orders"), expected=1)
+    assert message_decode(message.value(), topic=message.topic()).envelope.aggregate_id == order_id
+    assert message.value()[:1] == b"\x00"
 
 
 def test_a_framed_message_without_a_registry_is_undecodable_with_a_reason(settings):

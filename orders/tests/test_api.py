@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from kafka_bridge.models import OutboxEvent
 from orders.models import Order
+from testing.factories import SHIPPING_ADDRESS as ADDRESS
 from testing.factories import api_client_for, customer_create, product_with_stock
 
 ORDERS_URL = "/api/orders/"
@@ -30,14 +31,6 @@ def _items(*pairs: tuple[str, int]) -> dict:
 
 
 # --- create ------------------------------------------------------------------------------
-
-ADDRESS = {
-    "name": "Ada Lovelace",
-    "line1": "12 St James's Square",
-    "postal_code": "SW1Y 4JH",
-    "city": "London",
-    "country": "GB",
-}
 
 
 @pytest.mark.django_db
