@@ -60,7 +60,9 @@ def order_shipping_addresses_record(*, orders: Sequence[OrderCreatedV2]) -> None
     )
 
 
-def _shipping_lines(addresses: dict[uuid.UUID, OrderShippingAddress], order_id: uuid.UUID) -> list:
+def _shipping_lines(
+    addresses: dict[uuid.UUID, OrderShippingAddress], order_id: uuid.UUID
+) -> list[str]:
     known = addresses.get(order_id)
     return ShippingAddress.model_validate(known.address).postal_lines() if known else []
 
