@@ -20,6 +20,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python manage.py check_event_contracts
 	$(BIN)/pytest
 
 # Everything but the slow fault tests: for the edit-test loop (CI runs `make test`).

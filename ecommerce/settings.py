@@ -240,6 +240,16 @@ KAFKA = {
     "HANDLER_BACKOFF_MAX_SECONDS": env.float("KAFKA_HANDLER_BACKOFF_MAX_SECONDS", default=5.0),
 }
 
+# Confluent Schema Registry: when a URL is set, the relay publishes events in the registry
+# wire format (JSON Schema, registered per event type and version; see kafka_bridge/wire.py).
+# Empty: plain JSON envelopes. Consumers read both either way. "mock://..." is the client's
+# in-memory registry, one per process: for tests only.
+SCHEMA_REGISTRY = {
+    "URL": env.str("SCHEMA_REGISTRY_URL", default=""),
+    # "key:secret" for HTTP basic auth (Confluent Cloud API key); empty for none.
+    "BASIC_AUTH_USER_INFO": env.str("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", default=""),
+}
+
 OUTBOX = {
     # The relay is woken on commit through Redis pub/sub; this poll is the safety net.
     "POLL_INTERVAL_SECONDS": env.float("OUTBOX_POLL_INTERVAL_SECONDS", default=1.0),
