@@ -149,8 +149,13 @@ def test_seed_demo_prints_a_working_token_and_revokes_the_previous_one(capsys):
     call_command("seed_demo")
     first = re.search(r"token (\w+)", capsys.readouterr().out).group(1)  # type: ignore[union-attr]
     call_command("seed_demo")
-    second = re.search(r"token (\w+)", capsys.readouterr().out).group(1)  # type: ignore[union-attr]
+    printed = capsys.readouterr().out
+    second = re.search(r"token (\w+)", printed).group(1)  # type: ignore[union-attr]
+    staff = re.search(r"staff token (\w+)", printed).group(1)  # type: ignore[union-attr]
 
     # Then the token it printed last works, and the earlier one no longer does
     assert _status_with(second) == 200
     assert _status_with(first) == 401
+    # and the staff token it prints too belongs to the staff user (to ship orders by API)
+    assert _status_with(staff) == 200
+    assert ApiToken.objects.get(prefix=staff[:8]).user.is_staff

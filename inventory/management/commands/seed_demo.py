@@ -22,9 +22,9 @@ DEMO_PRODUCTS = [
 class Command(BaseCommand):
     help = (
         "Create demo products with stock, a demo customer and a staff user for the admin, "
-        "and issue the demo customer a new API token (only a digest of a token is stored, so "
-        "an earlier one cannot be shown again; earlier tokens of the demo customer are "
-        "revoked). Otherwise idempotent: existing rows are left as they are."
+        "and issue both a new API token (only a digest of a token is stored, so an earlier "
+        "one cannot be shown again; their earlier tokens are revoked). Otherwise "
+        "idempotent: existing rows are left as they are."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -43,11 +43,14 @@ class Command(BaseCommand):
         demo = users.filter(username=customer).first() or users.create_user(
             username=customer, password=password, email=f"{customer}@example.com"
         )
-        if not users.filter(username=admin).exists():
-            users.create_superuser(username=admin, password=password, email=f"{admin}@example.com")
-        api_tokens_revoke(tokens=demo.api_tokens.all())
-        token = api_token_issue(user=demo)
+        staff = users.filter(username=admin).first() or users.create_superuser(
+            username=admin, password=password, email=f"{admin}@example.com"
+        )
+        tokens = {}
+        for user in (demo, staff):
+            api_tokens_revoke(tokens=user.api_tokens.all())
+            tokens[user] = api_token_issue(user=user)
         self.stdout.write(
-            f"seeded {created} new products; customer {customer!r} token {token}; "
-            f"admin user {admin!r} (password {password!r})"
+            f"seeded {created} new products; customer {customer!r} token {tokens[demo]}; "
+            f"admin user {admin!r} (password {password!r}) staff token {tokens[staff]}"
         )
