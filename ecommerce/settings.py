@@ -257,6 +257,17 @@ OUTBOX = {
     "FLUSH_TIMEOUT_SECONDS": env.float("OUTBOX_FLUSH_TIMEOUT_SECONDS", default=15.0),
 }
 
+# How long the tables that grow with every event keep their rows (kafka_bridge.retention;
+# 0 = forever). ProcessedEvent rows are the duplicate backstop: keep them at least as long
+# as the topics keep messages (Apache Kafka: 7 days by default) plus the time dead letters
+# may wait for a replay; dead letters older than that are not replayed.
+RETENTION = {
+    "OUTBOX_DAYS": env.float("OUTBOX_RETENTION_DAYS", default=7),
+    "PROCESSED_EVENT_DAYS": env.float("PROCESSED_EVENT_RETENTION_DAYS", default=30),
+    "BATCH_SIZE": env.int("RETENTION_BATCH_SIZE", default=5000),
+    "SWEEP_SECONDS": env.float("RETENTION_SWEEP_SECONDS", default=3600),
+}
+
 # Redis keys that short-circuit redelivered events; the database table is the backstop.
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=7 * 24 * 3600)
 
@@ -310,6 +321,10 @@ CELERY_BEAT_SCHEDULE = {
     "orders-expire-stale": {
         "task": "orders.tasks.orders_expire_stale",
         "schedule": ORDERS["EXPIRY_SWEEP_SECONDS"],
+    },
+    "event-tables-prune": {
+        "task": "kafka_bridge.tasks.event_tables_prune",
+        "schedule": RETENTION["SWEEP_SECONDS"],
     },
     "notifications-deliver-pending": {
         "task": "notifications.tasks.notifications_deliver_pending",

@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime
 
 from confluent_kafka import Message
+from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -16,6 +17,7 @@ from django.utils.dateparse import parse_datetime
 from kafka_bridge.contracts import EventDecodeError
 from kafka_bridge.models import DeadLetter, OutboxEvent
 from kafka_bridge.outbox import outbox_event_replay
+from kafka_bridge.retention import retention_cutoff
 from kafka_bridge.wire import envelope_json, message_decode
 
 
@@ -84,6 +86,17 @@ def dead_letter_replay(*, dead_letter_id: int, actor: str) -> OutboxEvent:
     dead_letter = DeadLetter.objects.select_for_update().get(id=dead_letter_id)
     if dead_letter.status != DeadLetter.Status.NEW:
         raise DeadLetterNotReplayable(f"dead letter {dead_letter_id} is {dead_letter.status}")
+    backstop_from = retention_cutoff(settings.RETENTION["PROCESSED_EVENT_DAYS"])
+    if (
+        backstop_from is not None
+        and (dead_letter.failed_at or dead_letter.stored_at) < backstop_from
+    ):
+        # The groups that did process it may no longer recognise it: a replay could apply
+        # it twice there (kafka_bridge.retention).
+        raise DeadLetterNotReplayable(
+            f"dead letter {dead_letter_id} is older than PROCESSED_EVENT_RETENTION_DAYS "
+            f"({settings.RETENTION['PROCESSED_EVENT_DAYS']:g}): discard it instead"
+        )
     value, topic = bytes(dead_letter.value), dead_letter.original_topic
     try:
         message_decode(value, topic=topic)
