@@ -56,6 +56,9 @@ INSTALLED_APPS = [
     "inventory",
     "orders",
     "notifications",
+    # The read side: tables built from events alone (orders per minute, sales and customer
+    # reports), rebuilt by replaying the topics. It imports no other app's models.
+    "reporting",
 ]
 
 MIDDLEWARE = [
@@ -238,6 +241,12 @@ KAFKA = {
     "HANDLER_MAX_ATTEMPTS": env.int("KAFKA_HANDLER_MAX_ATTEMPTS", default=5),
     "HANDLER_BACKOFF_BASE_SECONDS": env.float("KAFKA_HANDLER_BACKOFF_BASE_SECONDS", default=0.2),
     "HANDLER_BACKOFF_MAX_SECONDS": env.float("KAFKA_HANDLER_BACKOFF_MAX_SECONDS", default=5.0),
+    # Names this process among the instances of a transactional consumer (order_rate): its
+    # transactional.id is "<group>.<instance id>". Keep it stable across restarts of one
+    # instance (a restart then fences its predecessor and aborts its open transaction at
+    # once) and unique among running instances. Empty: the hostname (compose: one per
+    # container, kept across restarts).
+    "INSTANCE_ID": env.str("KAFKA_INSTANCE_ID", default=""),
 }
 
 # Confluent Schema Registry: when a URL is set, the relay publishes events in the registry
@@ -266,6 +275,19 @@ RETENTION = {
     "PROCESSED_EVENT_DAYS": env.float("PROCESSED_EVENT_RETENTION_DAYS", default=30),
     "BATCH_SIZE": env.int("RETENTION_BATCH_SIZE", default=5000),
     "SWEEP_SECONDS": env.float("RETENTION_SWEEP_SECONDS", default=3600),
+}
+
+# --- Reporting (the read side: reporting app) ---------------------------------------------
+REPORTING = {
+    # Orders per minute (metrics.order.rate): an order may arrive this long (in event time:
+    # the latest occurred_at seen) after its minute ended and still count in it; the window
+    # is published again. Later ones are counted apart, as too late.
+    "ORDER_RATE_ALLOWED_LATENESS_SECONDS": env.int(
+        "ORDER_RATE_ALLOWED_LATENESS_SECONDS", default=300
+    ),
+    # rebuild_read_models: how long the swap may wait for the replay to reach what the live
+    # consumer has applied (the live consumer pauses meanwhile).
+    "REBUILD_SWAP_TIMEOUT_SECONDS": env.float("READ_MODELS_SWAP_TIMEOUT_SECONDS", default=60.0),
 }
 
 # Redis keys that short-circuit redelivered events; the database table is the backstop.

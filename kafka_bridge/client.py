@@ -58,6 +58,9 @@ def consumer_config(*, group_id: str, role: str) -> dict[str, Any]:
         "heartbeat.interval.ms": kafka["HEARTBEAT_INTERVAL_MS"],
         "max.poll.interval.ms": kafka["MAX_POLL_INTERVAL_MS"],
         "fetch.wait.max.ms": kafka["FETCH_WAIT_MAX_MS"],
+        # Never read what a transactional producer aborted (librdkafka's default, said aloud:
+        # metrics.order.rate is written in transactions).
+        "isolation.level": "read_committed",
     }
 
 
@@ -108,10 +111,12 @@ def topics_ensure(topics: list[str], *, timeout: float = 30.0) -> list[str]:
 
 
 def pipeline_topics() -> list[str]:
-    """Every physical topic the pipeline uses: one per logical topic plus its dead letters."""
+    """Every physical topic the pipeline uses: one per logical topic (event topics, then
+    derived streams) plus its dead letters."""
     from kafka_bridge.contracts import all_topics
+    from kafka_bridge.registry import STREAM_TOPICS
 
     names = []
-    for logical in all_topics():
+    for logical in [*all_topics(), *STREAM_TOPICS]:
         names += [topic_name(logical), dead_letter_topic_name(logical)]
     return names

@@ -8,6 +8,10 @@ runs inside the batch's database transaction (see `kafka_bridge.consumer`). A ha
 must wait on I/O that may not run inside a transaction (a payment provider) is a
 `TwoPhaseHandler`: its `prepare` runs first, outside any transaction, and what it returns is
 passed to `apply`, which runs inside.
+
+A consumer with an `output_topic` is transactional (consume-transform-produce): its handlers
+commit state to the database, and its offsets are committed in Kafka transactions together
+with the records that state calls for (`TransactionalOutput`; kafka_bridge.consumer.transactional).
 """
 
 from collections.abc import Callable, Sequence
@@ -39,20 +43,63 @@ Handler = BatchHandler | TwoPhaseHandler[Any]
 
 
 @dataclass(frozen=True)
+class OutputRecord:
+    key: bytes
+    value: bytes
+    # What `TransactionalOutput.published` needs to know which state this record showed
+    # (e.g. a revision).
+    ref: Any = None
+
+
+@dataclass(frozen=True)
+class TransactionalOutput:
+    """The output of a transactional consumer, derived from the state its handlers committed.
+
+    `pending()` returns the records that committed state calls for and that are not known
+    to be published; each Kafka transaction publishes them with the input offsets, then
+    `published(records)` records that they went out. A crash in between publishes them
+    again, so readers must treat a record as an upsert (the same record twice is harmless)."""
+
+    pending: Callable[[], Sequence[OutputRecord]]
+    published: Callable[[Sequence[OutputRecord]], None]
+
+
+# Topics of derived streams: records computed from events (no envelope), each written by one
+# transactional consumer. Created with the event topics, each with its own .dlq.
+ORDER_RATE_TOPIC = "metrics.order.rate"
+STREAM_TOPICS = (ORDER_RATE_TOPIC,)
+
+
+@dataclass(frozen=True)
 class ConsumerSpec:
     name: str
     # event type → dotted path of a handler: `(events: Sequence[Event]) -> None` or a
     # TwoPhaseHandler. Event types sharing a handler are applied together.
     handler_paths: dict[str, str] = field(default_factory=dict)
     # A raw consumer gets each Kafka message itself (no envelope decoding, no per-event
-    # dedupe, never dead-lettered): its handler must be idempotent on the message position.
-    # It runs once per message, inside the batch transaction.
+    # dedupe): its handler must be idempotent on the message position. It runs once per
+    # message, inside the batch transaction. Raising PermanentEventError dead-letters the
+    # message (except for the consumer of the DLQs: see `dead_letters`).
     message_handler_path: str = ""
     message_topics: tuple[str, ...] = ()
+    # A transactional consumer: the logical topic its output goes to, and the dotted path of
+    # its TransactionalOutput.
+    output_topic: str = ""
+    output_path: str = ""
 
     @property
     def is_raw(self) -> bool:
         return bool(self.message_handler_path)
+
+    @property
+    def is_transactional(self) -> bool:
+        return bool(self.output_topic)
+
+    @property
+    def dead_letters(self) -> bool:
+        """Whether messages it gives up on go to a DLQ: not for the consumer of the DLQs
+        themselves, which retries until a message is stored."""
+        return not any(topic.endswith(".dlq") for topic in self.topics)
 
     @property
     def topics(self) -> list[str]:
@@ -68,6 +115,10 @@ class ConsumerSpec:
     @cached_property
     def message_handler(self) -> Callable[[Message], None]:
         return import_string(self.message_handler_path)
+
+    @cached_property
+    def output(self) -> TransactionalOutput:
+        return import_string(self.output_path)
 
 
 CONSUMERS: dict[str, ConsumerSpec] = {
@@ -103,10 +154,31 @@ CONSUMERS: dict[str, ConsumerSpec] = {
                 },
             },
         ),
+        # Orders per minute, exactly once: orders.created → metrics.order.rate.
+        ConsumerSpec(
+            name="order_rate",
+            handler_paths={"orders.created": "reporting.consumers.on_orders_created_count"},
+            output_topic=ORDER_RATE_TOPIC,
+            output_path="reporting.consumers.order_rate_output",
+        ),
+        # The table the staff API reads, fed by metrics.order.rate.
+        ConsumerSpec(
+            name="order_rate_windows",
+            message_handler_path="reporting.consumers.on_order_rate_record",
+            message_topics=(ORDER_RATE_TOPIC,),
+        ),
+        # Sales per product per day and per-customer summaries, from the order events alone.
+        ConsumerSpec(
+            name="read_models",
+            handler_paths={
+                name: "reporting.consumers.on_order_events"
+                for name in ("orders.created", *ORDER_TRANSITION_EVENTS)
+            },
+        ),
         ConsumerSpec(
             name="dead_letters",
             message_handler_path="kafka_bridge.consumers.on_dead_letter",
-            message_topics=tuple(f"{topic}.dlq" for topic in all_topics()),
+            message_topics=tuple(f"{topic}.dlq" for topic in (*all_topics(), *STREAM_TOPICS)),
         ),
     ]
 }

@@ -3,6 +3,7 @@
 import json
 import time
 import uuid
+from datetime import datetime
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 from django.utils import timezone
@@ -11,7 +12,13 @@ from kafka_bridge.client import common_config, topic_name
 
 
 def event_envelope(
-    event_type: str, data: dict, *, version: int = 1, aggregate_id: str = "", event_id: str = ""
+    event_type: str,
+    data: dict,
+    *,
+    version: int = 1,
+    aggregate_id: str = "",
+    event_id: str = "",
+    occurred_at: datetime | None = None,
 ) -> bytes:
     """The bytes of an event as a producer of ours would send them (no validation: tests
     use this to send poison too)."""
@@ -20,7 +27,7 @@ def event_envelope(
             "event_id": event_id or str(uuid.uuid4()),
             "event_type": event_type,
             "schema_version": version,
-            "occurred_at": timezone.now().isoformat(),
+            "occurred_at": (occurred_at or timezone.now()).isoformat(),
             "correlation_id": "test",
             "aggregate_id": aggregate_id or str(uuid.uuid4()),
             "data": data,

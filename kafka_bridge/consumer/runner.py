@@ -35,7 +35,7 @@ from kafka_bridge.lifecycle import StopFlag
 from kafka_bridge.registry import ConsumerSpec
 
 from .apply import events_apply
-from .failures import DeadLetterWriter, RetryPolicy
+from .failures import PERMANENT_ERRORS, DeadLetterWriter, RetryPolicy
 from .idempotency import RedisSeenEvents
 from .offsets import OffsetCommitter
 from .received import Received, received_decode
@@ -165,9 +165,14 @@ class ConsumerRunner:
     def _retry_alone(self, item: Received, exc: Exception) -> bool:
         attempts = 1
         while True:
-            # A raw consumer (the dead-letter store) has no DLQ of its own: it retries
+            # A raw message cannot be replayed as an event: it is dead-lettered only when it
+            # can never succeed. The dead-letter store has no DLQ of its own: it retries
             # until the message is stored, never committing past it.
-            if not self.spec.is_raw and self.retry.gives_up(exc, attempts):
+            if self.spec.is_raw:
+                gives_up = isinstance(exc, PERMANENT_ERRORS)
+            else:
+                gives_up = self.retry.gives_up(exc, attempts)
+            if self.spec.dead_letters and gives_up:
                 self._dead_letter(item, exc, attempts)
                 self.offsets.store([item.message])
                 return True

@@ -1,9 +1,14 @@
 from typing import Any
 
+from confluent_kafka import KafkaException
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kafka_bridge.consumer import ConsumerRunner
+from kafka_bridge.consumer.transactional import (
+    TransactionalConsumerRunner,
+    TransactionalProducerFailed,
+)
 from kafka_bridge.lifecycle import StopFlag
 from kafka_bridge.registry import CONSUMERS, consumer_spec_get
 
@@ -22,8 +27,14 @@ class Command(BaseCommand):
             spec = consumer_spec_get(name)
         except KeyError as exc:
             raise CommandError(exc.args[0]) from None
+        runner_class = TransactionalConsumerRunner if spec.is_transactional else ConsumerRunner
         try:
-            runner = ConsumerRunner(spec=spec, stop=StopFlag().install())
+            runner = runner_class(spec=spec, stop=StopFlag().install())
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
-        runner.run()
+        except KafkaException as exc:  # a transactional producer could not initialise
+            raise CommandError(f"consumer {name} cannot start: {exc}") from None
+        try:
+            runner.run()
+        except TransactionalProducerFailed as exc:
+            raise CommandError(str(exc)) from None
