@@ -3,6 +3,7 @@
 import json
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
@@ -45,9 +46,27 @@ def messages_produce(logical_topic: str, key: str, values: list[bytes]) -> None:
 
 
 def topic_read_all(topic: str, *, expected: int, timeout: float = 20.0) -> list[Message]:
-    """Read every partition of `topic` from the beginning until `expected` messages came.
+    """Read every partition of `topic` from the beginning until `expected` messages came."""
+    return topic_read_until(
+        topic,
+        lambda messages: len(messages) >= expected,
+        timeout=timeout,
+        describe=lambda messages: f"read {len(messages)} of {expected} messages from {topic}",
+    )
 
-    Partitions are assigned directly (no group join), so reading starts at once."""
+
+def topic_read_until(
+    topic: str,
+    done: Callable[[list[Message]], bool],
+    *,
+    timeout: float = 20.0,
+    describe: Callable[[list[Message]], str] | None = None,
+) -> list[Message]:
+    """Read every partition of `topic` from the beginning until `done(messages so far)`.
+
+    Partitions are assigned directly (no group join), so reading starts at once. Like every
+    reader of ours it reads committed messages only (what a transaction aborted is skipped,
+    on brokers that isolate transactions)."""
     consumer = Consumer(
         {
             **common_config(),
@@ -55,6 +74,7 @@ def topic_read_all(topic: str, *, expected: int, timeout: float = 20.0) -> list[
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "fetch.wait.max.ms": 10,
+            "isolation.level": "read_committed",
         }
     )
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -62,9 +82,11 @@ def topic_read_all(topic: str, *, expected: int, timeout: float = 20.0) -> list[
     messages: list[Message] = []
     deadline = time.monotonic() + timeout
     try:
-        while len(messages) < expected:
+        while not done(messages):
             if time.monotonic() > deadline:
-                raise AssertionError(f"read {len(messages)} of {expected} messages from {topic}")
+                raise AssertionError(
+                    describe(messages) if describe else f"read {len(messages)} from {topic}"
+                )
             message = consumer.poll(0.2)
             if message is not None and not message.error():
                 messages.append(message)
