@@ -191,24 +191,36 @@ def order_rate_window_store(*, record: OrderRateWindowRecord) -> bool:
 READ_MODELS_CONSUMER = "read_models"
 
 
+def read_models_dedupe_prefix() -> str:
+    return group_name(f"{READ_MODELS_CONSUMER}#g")
+
+
 def read_models_dedupe_group(generation: int) -> str:
     """The ProcessedEvent group of one generation: an event is applied once per generation,
     by the live consumer or by the rebuild that filled it, never by both."""
-    return group_name(f"{READ_MODELS_CONSUMER}#g{generation}")
+    return f"{read_models_dedupe_prefix()}{generation}"
 
 
 def read_models_generation_live(*, lock: bool = False) -> int:
     """The live generation. With `lock` (inside a transaction), a shared lock on it is held
     until the transaction ends: a swap waits for the batches that hold it, and they for it."""
-    ReadModelState.objects.bulk_create([ReadModelState(pk=1)], ignore_conflicts=True)
+    for _ in range(2):
+        generation = _live_generation_select(lock=lock)
+        if generation is not None:
+            return generation
+        ReadModelState.objects.bulk_create([ReadModelState(pk=1)], ignore_conflicts=True)
+    raise ReadModelState.DoesNotExist("the read-model state row vanished")
+
+
+def _live_generation_select(*, lock: bool) -> int | None:
     if lock and connection.vendor == "postgresql":
         table = connection.ops.quote_name(ReadModelState._meta.db_table)
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT live_generation FROM {table} WHERE id = 1 FOR SHARE")
-            (generation,) = cursor.fetchone()
-            return int(generation)
+            row = cursor.fetchone()
+            return int(row[0]) if row else None
     # SQLite (make run) serialises every write transaction anyway.
-    return ReadModelState.objects.values_list("live_generation", flat=True).get(pk=1)
+    return ReadModelState.objects.filter(pk=1).values_list("live_generation", flat=True).first()
 
 
 @transaction.atomic
