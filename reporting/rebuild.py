@@ -30,19 +30,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    ConsumerGroupTopicPartitions,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from kafka_bridge.client import admin_client, consumer_config, group_name, topic_name
+from kafka_bridge.client import common_config, consumer_config, group_name, topic_name
 from kafka_bridge.contracts import Event, EventDecodeError
 from kafka_bridge.models import ProcessedEvent
 from kafka_bridge.registry import consumer_spec_get
@@ -230,14 +223,22 @@ def _targets(consumer: Consumer, partitions: list[Partition]) -> dict[Partition,
     """Per partition, the offset the replay reads up to before it tries to swap: the end
     offset seen now, or the live consumer's committed offset if further (some brokers
     report end offsets short; our test broker does)."""
-    live_group = group_name(READ_MODELS_CONSUMER)
-    request = ConsumerGroupTopicPartitions(
-        live_group, [TopicPartition(t, p) for t, p in partitions]
+    # Only reads the group's committed offsets: a consumer that never subscribes does not
+    # join the group.
+    live = Consumer(
+        {
+            **common_config(),
+            "group.id": group_name(READ_MODELS_CONSUMER),
+            "enable.auto.commit": False,
+        }
     )
-    future = admin_client().list_consumer_group_offsets([request])[live_group]
-    committed = {
-        (tp.topic, tp.partition): tp.offset for tp in future.result(timeout=30).topic_partitions
-    }
+    try:
+        committed = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in live.committed([TopicPartition(t, p) for t, p in partitions], timeout=30)
+        }
+    finally:
+        live.close()
     targets = {}
     for topic, partition in partitions:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)

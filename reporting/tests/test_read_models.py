@@ -1,0 +1,150 @@
+"""Read models over real processes: orders through the API and the saga, the live
+read_models consumer keeping the tables, and rebuild_read_models replaying the order topic
+into a new generation that equals the live one."""
+
+import io
+import uuid
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from kafka_bridge.models import OutboxEvent, ProcessedEvent
+from orders.models import Order
+from orders.services import order_cancel, order_deliver, order_ship
+from reporting.models import (
+    CustomerOrderSummary,
+    OrderFacts,
+    ProductDailySales,
+    ReadModelRebuild,
+    ReadModelState,
+)
+from reporting.selectors import customer_summary_list, product_sales_list, read_models_generation
+from reporting.services import read_models_dedupe_group
+from testing.factories import customer_create, order_place_via_api, product_with_stock
+from testing.polling import wait_until
+from testing.saga import wait_for_status
+
+pytestmark = pytest.mark.integration
+
+
+def _snapshot() -> dict[str, set[tuple]]:
+    """The live generation's rows, without ids and generation numbers."""
+    generation = read_models_generation()
+    return {
+        "sales": set(
+            ProductDailySales.objects.filter(generation=generation).values_list(
+                "day", "sku", "currency", "units_sold", "revenue", "units_refunded", "refunds"
+            )
+        ),
+        "customers": {
+            (
+                c.customer_id,
+                c.orders_placed,
+                tuple(sorted(c.orders_by_status.items())),
+                c.lifetime_value,
+                c.first_order_at,
+                c.last_order_at,
+            )
+            for c in CustomerOrderSummary.objects.filter(generation=generation)
+        },
+        "orders": set(
+            OrderFacts.objects.filter(generation=generation).values_list(
+                "order_id", "customer_id", "total", "status", "placed_at", "status_changed_at"
+            )
+        ),
+    }
+
+
+def _agrees_with_orders(customers: list) -> bool:
+    """Whether every customer's summary counts their orders by status as the orders are."""
+    summaries = {s.customer_id: s.orders_by_status for s in customer_summary_list()}
+    return all(
+        summaries.get(c.pk)
+        == dict(Counter(Order.objects.filter(customer=c).values_list("status", flat=True)))
+        for c in customers
+    )
+
+
+def test_rebuilt_tables_equal_the_live_ones_and_the_live_consumer_carries_on(pipeline):
+    # Given the saga and the live read_models consumer
+    pipeline.relay()
+    pipeline.consumers(["inventory", "orders", "read_models"])
+    mug = product_with_stock(on_hand=50, price="12.50")
+    print_ = product_with_stock(on_hand=1, price="40.00")
+    ada, bob = customer_create(), customer_create()
+
+    # and orders of every outcome: paid, paid then cancelled (refunded), rejected, declined,
+    # delivered
+    paid = order_place_via_api(ada, mug.sku, 2)
+    refunded = order_place_via_api(ada, mug.sku, 1)
+    rejected = order_place_via_api(ada, print_.sku, 2)
+    declined = order_place_via_api(bob, mug.sku, 1, payment_token="tok_decline")
+    delivered = order_place_via_api(bob, print_.sku, 1)
+    for order_id, status in [
+        (paid, "paid"),
+        (refunded, "paid"),
+        (rejected, "rejected"),
+        (declined, "cancelled"),
+        (delivered, "paid"),
+    ]:
+        wait_for_status(order_id, status)
+    order_cancel(order_id=uuid.UUID(refunded), actor="customer")
+    order_ship(order_id=uuid.UUID(delivered))
+    order_deliver(order_id=uuid.UUID(delivered))
+    wait_until(lambda: _agrees_with_orders([ada, bob]), timeout=60, message="live read models")
+
+    # the live tables say what happened
+    today = timezone.now().date()
+    assert {
+        (r.sku, r.units_sold, r.revenue, r.units_refunded, r.refunds) for r in product_sales_list()
+    } == {
+        (mug.sku, 3, Decimal("37.50"), 1, Decimal("12.50")),
+        (print_.sku, 1, Decimal("40.00"), 0, Decimal("0.00")),
+    }
+    assert {r.day for r in product_sales_list()} == {today}
+    assert {s.customer_id: s.lifetime_value for s in customer_summary_list()} == {
+        ada.pk: Decimal("25.00"),
+        bob.pk: Decimal("40.00"),
+    }
+    before = _snapshot()
+
+    # When the read models are rebuilt from the events, with the live consumer running
+    out, err = io.StringIO(), io.StringIO()
+    call_command("rebuild_read_models", stdout=out, stderr=err)
+
+    # Then the rebuilt generation is live and equal to the tables it replaced
+    assert ReadModelState.objects.get().live_generation == 2
+    assert _snapshot() == before
+    assert "generation 2 is live" in out.getvalue()
+    assert "replaying" in err.getvalue()  # the progress bar
+    rebuild = ReadModelRebuild.objects.get()
+    assert (rebuild.status, rebuild.generation) == ("swapped", 2)
+    # every order event the system recorded was applied once to the new generation
+    order_events = OutboxEvent.objects.filter(event_type__startswith="orders.").count()
+    assert rebuild.events_applied == order_events
+    assert (
+        ProcessedEvent.objects.filter(consumer_group=read_models_dedupe_group(2)).count()
+        == order_events
+    )
+    # and the old generation is gone, rows and marks
+    for model in (ProductDailySales, CustomerOrderSummary, OrderFacts):
+        assert not model.objects.filter(generation=1).exists()
+    assert not ProcessedEvent.objects.filter(consumer_group=read_models_dedupe_group(1)).exists()
+
+    # And the live consumer carries on into the new generation, applying each event once
+    another = order_place_via_api(bob, mug.sku, 4)
+    wait_for_status(another, "paid")
+    wait_until(lambda: _agrees_with_orders([ada, bob]), timeout=60, message="the new order")
+    (mug_sales,) = [r for r in product_sales_list() if r.sku == mug.sku]
+    assert (mug_sales.units_sold, mug_sales.revenue) == (7, Decimal("87.50"))
+
+
+def test_a_second_rebuild_is_refused_while_one_is_recorded_as_running(db):
+    ReadModelRebuild.objects.create(generation=2, consumer_group="g")
+
+    with pytest.raises(CommandError, match="still running; if its process is gone, pass --force"):
+        call_command("rebuild_read_models", stdout=io.StringIO(), stderr=io.StringIO())
