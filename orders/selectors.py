@@ -1,15 +1,17 @@
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 
+from kafka_bridge.contracts import ORDER_TRANSITION_EVENTS
 from kafka_bridge.models import ArchivedEvent, OutboxEvent
 from kafka_bridge.outbox import aggregate_events
 from orders.models import Order, Payment
-from orders.status import OrderStatus
+from orders.status import OrderStatus, status_replay
 
 
 def order_list_for_customer(*, customer: AbstractBaseUser) -> QuerySet[Order]:
@@ -64,3 +66,67 @@ def payment_list_refundable(
     if only_ended_orders:
         payments = payments.filter(order__status__in=[OrderStatus.CANCELLED, OrderStatus.EXPIRED])
     return payments
+
+
+ORDER_EVENT_TYPES = ("orders.created", *ORDER_TRANSITION_EVENTS)
+
+
+@dataclass(frozen=True)
+class OrderHistoryDisagreement:
+    order_id: uuid.UUID
+    stored_status: str
+    events_status: str | None
+    event_types: tuple[str, ...]
+    problem: str = ""
+
+    def __str__(self) -> str:
+        said = f"its events say {self.events_status}" if self.events_status else "no events"
+        problem = f"; {self.problem}" if self.problem else ""
+        events = ", ".join(self.event_types) or "-"
+        return f"order {self.order_id}: stored {self.stored_status}, {said}{problem} ({events})"
+
+
+def order_history_disagreements(
+    *, batch_size: int = 1000, progress: Callable[[int], None] | None = None
+) -> Iterator[OrderHistoryDisagreement]:
+    """Every order whose stored status is not the one its events lead to (or whose events
+    break the status machine), rebuilt from the order events the system recorded: the
+    outbox, and what retention archived. `progress(n)` is told of each n orders checked."""
+    batch: list[tuple[uuid.UUID, str]] = []
+    for row in Order.objects.order_by("pk").values_list("id", "status").iterator(batch_size):
+        batch.append(row)
+        if len(batch) == batch_size:
+            yield from _history_check(batch)
+            if progress:
+                progress(len(batch))
+            batch = []
+    if batch:
+        yield from _history_check(batch)
+        if progress:
+            progress(len(batch))
+
+
+def _history_check(orders: list[tuple[uuid.UUID, str]]) -> Iterator[OrderHistoryDisagreement]:
+    ids = [str(order_id) for order_id, _ in orders]
+    recorded = [
+        *OutboxEvent.objects.filter(
+            aggregate_id__in=ids, event_type__in=ORDER_EVENT_TYPES
+        ).values_list("aggregate_id", "id", "event_id", "event_type"),
+        *ArchivedEvent.objects.filter(
+            aggregate_id__in=ids, event_type__in=ORDER_EVENT_TYPES
+        ).values_list("aggregate_id", "outbox_id", "event_id", "event_type"),
+    ]
+    history: dict[str, list[str]] = {}
+    seen: set[uuid.UUID] = set()
+    for aggregate_id, _, event_id, event_type in sorted(recorded, key=lambda r: (r[0], r[1])):
+        if event_id in seen:  # a replayed dead letter is recorded again, same event id
+            continue
+        seen.add(event_id)
+        history.setdefault(aggregate_id, []).append(event_type)
+    for order_id, stored in orders:
+        event_types = tuple(history.get(str(order_id), ()))
+        replay = status_replay(event_types)
+        if replay.status != stored or replay.problem:
+            yield OrderHistoryDisagreement(
+                order_id, stored, replay.status, event_types, replay.problem
+            )

@@ -8,6 +8,9 @@ pending ──▶ reserved ──▶ paid ──▶ shipped ──▶ delivered
    └─▶ expired ◀── (beat task: pending or reserved for too long)
 """
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from django.db import models
 
 
@@ -51,3 +54,28 @@ class InvalidOrderTransition(Exception):
 def status_transition_check(*, current: str, target: str) -> None:
     if target not in TRANSITIONS[current]:
         raise InvalidOrderTransition(current=current, target=target)
+
+
+@dataclass(frozen=True)
+class StatusReplay:
+    status: str | None  # None: no orders.created among the events
+    problem: str = ""  # a move the status machine forbids, or events out of place
+
+
+def status_replay(event_types: Sequence[str]) -> StatusReplay:
+    """An order's status rebuilt from its events' types (`orders.created`, then one
+    `orders.<status>` per move), in the order they were recorded."""
+    status: str | None = None
+    for event_type in event_types:
+        if event_type == "orders.created":
+            if status is not None:
+                return StatusReplay(status, "orders.created after the order was created")
+            status = S.PENDING
+            continue
+        target = event_type.removeprefix("orders.")
+        if status is None:
+            return StatusReplay(None, f"{event_type} before orders.created")
+        if target not in TRANSITIONS[status]:
+            return StatusReplay(status, f"{event_type} would move it from {status} to {target}")
+        status = target
+    return StatusReplay(status)
