@@ -1,6 +1,6 @@
 """Staff API of the read side: orders per minute and the read models."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import IsAdminUser
@@ -14,6 +14,15 @@ from reporting.selectors import (
     order_rate_windows_recent,
     product_sales_list,
 )
+
+
+def _query(serializer_class: type[serializers.Serializer], request: Request) -> dict:
+    """The validated query parameters (400 naming the field otherwise). Read from a plain
+    dict: DRF takes an empty field of a QueryDict (`?until=`) as one not given at all."""
+    query = serializer_class(data=request.query_params.dict())
+    query.is_valid(raise_exception=True)
+    return query.validated_data
+
 
 # A day of one-minute windows.
 ORDER_RATE_MAX_MINUTES = 24 * 60
@@ -33,7 +42,9 @@ class OrderRateApi(APIView):
             help_text="How many one-minute windows back from now, the current one included.",
         )
 
+    @extend_schema_serializer(component_name="OrderRate")
     class OutputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="OrderRateWindow")
         class WindowSerializer(serializers.Serializer):
             window_start = serializers.DateTimeField()
             window_end = serializers.DateTimeField()
@@ -59,9 +70,7 @@ class OrderRateApi(APIView):
         responses={200: OutputSerializer},
     )
     def get(self, request: Request) -> Response:
-        query = self.InputSerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        minutes = query.validated_data["minutes"]
+        minutes = _query(self.InputSerializer, request)["minutes"]
         windows = list(order_rate_windows_recent(minutes=minutes))
         body = {
             "minutes": minutes,
@@ -89,6 +98,7 @@ class ProductSalesApi(ListAPIView):
                 raise serializers.ValidationError({"until": ["Must not be before since."]})
             return data
 
+    @extend_schema_serializer(component_name="ProductDailySales")
     class OutputSerializer(serializers.Serializer):
         day = serializers.DateField()
         sku = serializers.CharField()
@@ -101,9 +111,7 @@ class ProductSalesApi(ListAPIView):
     serializer_class = OutputSerializer
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
-        query = self.InputSerializer(data=self.request.query_params)
-        query.is_valid(raise_exception=True)
-        return product_sales_list(**query.validated_data)
+        return product_sales_list(**_query(self.InputSerializer, self.request))
 
     @extend_schema(operation_id="reports_product_sales", parameters=[InputSerializer])
     def get(self, request, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -119,6 +127,7 @@ class CustomerSummaryApi(ListAPIView):
     class InputSerializer(serializers.Serializer):
         customer_id = serializers.IntegerField(required=False, min_value=1)
 
+    @extend_schema_serializer(component_name="CustomerOrderSummary")
     class OutputSerializer(serializers.Serializer):
         customer_id = serializers.IntegerField()
         currency = serializers.CharField()
@@ -131,9 +140,7 @@ class CustomerSummaryApi(ListAPIView):
     serializer_class = OutputSerializer
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
-        query = self.InputSerializer(data=self.request.query_params)
-        query.is_valid(raise_exception=True)
-        return customer_summary_list(**query.validated_data)
+        return customer_summary_list(**_query(self.InputSerializer, self.request))
 
     @extend_schema(operation_id="reports_customers", parameters=[InputSerializer])
     def get(self, request, *args, **kwargs):  # type: ignore[no-untyped-def]

@@ -261,10 +261,11 @@ def test_customer_requests_never_cause_a_server_error(case, world):  # type: ign
         case.call_and_validate(headers=world.auth(world.owner), checks=RESPONSE_CHECKS)
 
 
-@SCHEMA.include(path_regex=r"/(ship|deliver)/$").parametrize()
+@SCHEMA.include(path_regex=r"/(ship|deliver)/$|^/api/(metrics|reports)/").parametrize()
 @FUZZ_SETTINGS
 def test_staff_requests_never_cause_a_server_error(case, world):  # type: ignore[no-untyped-def]
-    # Given staff, and orders in every status (so ship and deliver both succeed and conflict)
+    # Given staff, and orders in every status (so ship and deliver both succeed and conflict);
+    # the staff-only reports too
     _aim_at_real_rows(case, world)
     checks = RESPONSE_CHECKS
     if case.operation.path.endswith("/ship/"):

@@ -67,7 +67,7 @@ def test_order_rate_answers_the_last_minutes_from_the_published_windows(staff):
     assert staff.get("/api/metrics/order-rate/?minutes=120").json()["orders"] == 12
 
 
-@pytest.mark.parametrize("minutes", ["0", "-5", "abc", "1441"])
+@pytest.mark.parametrize("minutes", ["0", "-5", "abc", "1441", ""])
 def test_order_rate_refuses_bad_minutes_naming_the_field(staff, minutes):
     response = staff.get(f"/api/metrics/order-rate/?minutes={minutes}")
 
