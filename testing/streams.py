@@ -5,6 +5,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from kafka_bridge.contracts import Event, event_decode
+from reporting.windows import WINDOW, OrderRateWindowRecord
 from testing.kafka import event_envelope
 
 
@@ -56,3 +57,17 @@ def order_status_value(
 
 def as_event(value: bytes) -> Event:
     return event_decode(value)
+
+
+def order_rate_record(
+    start: datetime, *, orders: int, revision: int = 1, too_late: int = 0
+) -> OrderRateWindowRecord:
+    """A metrics.order.rate record of the window starting at `start` (no late orders)."""
+    return OrderRateWindowRecord(
+        window_start=start,
+        window_end=start + WINDOW,
+        orders=orders,
+        late_orders=0,
+        too_late_orders=too_late,
+        revision=revision,
+    )

@@ -19,9 +19,9 @@ from reporting.models import (
     ReadModelState,
 )
 from reporting.services import order_rate_window_store, read_models_apply
-from reporting.windows import OrderRateWindowRecord, window_start
+from reporting.windows import window_start
 from testing.factories import api_client_for, customer_create, staff_create
-from testing.streams import as_event, order_created_value, order_status_value
+from testing.streams import as_event, order_created_value, order_rate_record, order_status_value
 
 pytestmark = pytest.mark.django_db
 
@@ -35,16 +35,7 @@ def staff() -> APIClient:
 
 def _window(minutes_ago: int, orders: int, too_late: int = 0) -> None:
     start = window_start(timezone.now()) - timedelta(minutes=minutes_ago)
-    order_rate_window_store(
-        record=OrderRateWindowRecord(
-            window_start=start,
-            window_end=start + timedelta(minutes=1),
-            orders=orders,
-            late_orders=0,
-            too_late_orders=too_late,
-            revision=1,
-        )
-    )
+    order_rate_window_store(record=order_rate_record(start, orders=orders, too_late=too_late))
 
 
 @pytest.mark.parametrize("url", URLS)

@@ -17,7 +17,7 @@ from reporting.windows import OrderRateWindowRecord, window_key, window_start
 from testing.factories import api_client_for, staff_create
 from testing.kafka import messages_produce, topic_read_all, topic_read_until
 from testing.polling import wait_until
-from testing.streams import order_created_value, order_status_value
+from testing.streams import order_created_value, order_rate_record, order_status_value
 
 pytestmark = pytest.mark.integration
 
@@ -159,14 +159,7 @@ def test_a_malformed_record_on_the_rate_topic_is_dead_lettered_and_the_next_one_
     # Given the reader of metrics.order.rate
     reader = pipeline.consumer("order_rate_windows")
     start = _minute(0)
-    good = OrderRateWindowRecord(
-        window_start=start,
-        window_end=start + timedelta(minutes=1),
-        orders=4,
-        late_orders=0,
-        too_late_orders=0,
-        revision=1,
-    )
+    good = order_rate_record(start, orders=4)
 
     # When a record that is not a window comes first on the window's partition
     messages_produce(
@@ -194,14 +187,7 @@ def test_aborted_output_is_never_visible_to_readers(pipeline):
     )
     producer.init_transactions(30)
     producer.begin_transaction()
-    aborted = OrderRateWindowRecord(
-        window_start=start,
-        window_end=start + timedelta(minutes=1),
-        orders=999,
-        late_orders=0,
-        too_late_orders=0,
-        revision=99,
-    )
+    aborted = order_rate_record(start, orders=999, revision=99)
     producer.produce(
         topic_name(ORDER_RATE_TOPIC), key=aborted.key, value=aborted.model_dump_json().encode()
     )

@@ -22,7 +22,7 @@ from reporting.windows import (
     window_key,
     window_start,
 )
-from testing.streams import as_event, order_created_value
+from testing.streams import as_event, order_created_value, order_rate_record
 
 pytestmark = pytest.mark.django_db
 
@@ -140,14 +140,7 @@ def test_arrival_is_judged_against_the_watermark_before_the_order():
 
 
 def _record(revision: int, orders: int) -> OrderRateWindowRecord:
-    return OrderRateWindowRecord(
-        window_start=at(0),
-        window_end=at(1),
-        orders=orders,
-        late_orders=0,
-        too_late_orders=0,
-        revision=revision,
-    )
+    return order_rate_record(at(0), orders=orders, revision=revision)
 
 
 def test_the_reader_keeps_the_highest_revision_whatever_the_order():
