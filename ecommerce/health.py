@@ -42,12 +42,12 @@ def _redis() -> None:
 
 
 @functools.lru_cache(maxsize=2)
-def _kafka_admin(bootstrap_servers: str) -> AdminClient:
+def readiness_admin_client(bootstrap_servers: str) -> AdminClient:
     return admin_client()  # one per process: it keeps its broker connections
 
 
 def _kafka() -> None:
-    admin = _kafka_admin(settings.KAFKA["BOOTSTRAP_SERVERS"])
+    admin = readiness_admin_client(settings.KAFKA["BOOTSTRAP_SERVERS"])
     metadata = admin.list_topics(timeout=settings.READINESS_TIMEOUT_SECONDS)
     if not metadata.brokers:
         raise KafkaException("no broker in the cluster metadata")

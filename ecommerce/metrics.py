@@ -40,8 +40,9 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 
 
 class RequestMetricsMiddleware:
-    """Times every request; labels it with the URL pattern that matched (`api/orders/<uuid:
-    pk>/`, never the path itself, which would make a series per order) or `unmatched`."""
+    """Times every request; labels it with the URL pattern that matched
+    (`api/orders/<uuid:order_id>/`, never the path itself, which would make a series per
+    order) or `unmatched`."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

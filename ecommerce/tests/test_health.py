@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from django.core.management import CommandError, call_command
 
-from ecommerce.health import _kafka_admin
+from ecommerce.health import readiness_admin_client
 from ecommerce.localservices import LocalService, start_kafka, start_redis
 from ecommerce.supervisor import manage
 from kafka_bridge.redis_client import redis_client
@@ -44,7 +44,7 @@ def own_broker(settings, tmp_path) -> Iterator[LocalService]:  # type: ignore[no
         yield service
     finally:
         service.stop()
-        _kafka_admin.cache_clear()  # its client would go on reconnecting to the stopped broker
+        readiness_admin_client.cache_clear()  # else it goes on reconnecting to the stopped broker
 
 
 def _ready(client) -> bool:  # type: ignore[no-untyped-def]
