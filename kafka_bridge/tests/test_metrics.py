@@ -17,7 +17,13 @@ from kafka_bridge.redis_client import redis_client
 from kafka_bridge.relay import OutboxRelay, PublishRight
 from orders.models import Order
 from testing.factories import customer_create, order_place_via_api, product_with_stock
-from testing.kafka import event_envelope, message_reproduce, messages_produce, topic_read_all
+from testing.kafka import (
+    event_envelope,
+    message_reproduce,
+    messages_produce,
+    order_paid_event,
+    topic_read_all,
+)
 from testing.metrics import Scraper, metric_series
 from testing.polling import wait_until
 
@@ -30,18 +36,6 @@ FAST_STATISTICS = {"KAFKA_STATISTICS_INTERVAL_MS": "100"}
 def _metrics_env() -> tuple[Scraper, dict[str, str]]:
     port = free_port()
     return Scraper(port), {"METRICS_PORT": str(port), "METRICS_ADDR": "127.0.0.1"}
-
-
-def _paid(customer_id: int) -> tuple[str, bytes]:
-    """An orders.paid event (one notification for the notifications consumer): id, bytes."""
-    order_id, event_id = str(uuid.uuid4()), str(uuid.uuid4())
-    data = {
-        "order_id": order_id,
-        "customer_id": customer_id,
-        "previous_status": "reserved",
-        "status": "paid",
-    }
-    return event_id, event_envelope("orders.paid", data, aggregate_id=order_id, event_id=event_id)
 
 
 def _created(customer_id: int) -> bytes:
@@ -61,7 +55,7 @@ def test_consumer_counts_processed_ignored_and_duplicates_by_source(pipeline):
     # Given events on the notifications consumer's topic, produced before it starts so that
     # its first batch holds them all: one event twice, another, and one it does not handle
     customer = customer_create()
-    (_, twice), (other_id, other) = _paid(customer.pk), _paid(customer.pk)
+    (_, twice), (other_id, other) = [order_paid_event(customer.pk) for _ in range(2)]
     messages_produce("orders", str(customer.pk), [twice, other, twice, _created(customer.pk)])
     scraper, env = _metrics_env()
     group, topic = group_name("notifications"), topic_name("orders")
