@@ -162,9 +162,15 @@ class ConsumerMetrics:
 
     def statistics_received(self, statistics: str) -> None:
         """librdkafka's `stats_cb`: set the lag of every partition this consumer fetches,
-        and drop the series of partitions it no longer has."""
+        and drop the series of partitions it no longer has. Runs inside `poll`, where an
+        exception would stop the consumer: a report it cannot read is skipped."""
         current: set[tuple[str, str]] = set()
-        for topic, partition, lag in partition_lags(json.loads(statistics)):
+        try:
+            lags = list(partition_lags(json.loads(statistics)))
+        except (ValueError, TypeError, AttributeError) as exc:
+            logger.warning("consumer %s: unreadable librdkafka statistics: %s", self.group, exc)
+            return
+        for topic, partition, lag in lags:
             LAG.labels(self.group, topic, partition).set(lag)
             current.add((topic, partition))
         for topic, partition in self._lag_partitions - current:

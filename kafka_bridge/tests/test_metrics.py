@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 from ecommerce.localservices import free_port
 from kafka_bridge.client import group_name, pipeline_topics, topic_name, topics_ensure
 from kafka_bridge.consumer import idempotency_redis_key
+from kafka_bridge.metrics import partition_lags
 from kafka_bridge.models import DeadLetter
 from kafka_bridge.outbox import NewEvent, outbox_events_record
 from kafka_bridge.redis_client import redis_client
@@ -211,3 +212,27 @@ def test_relay_counts_a_refused_delivery_as_a_failure(transactional_db, kafka_na
     # Then one is counted published and the refusal a failure (once per attempt)
     assert REGISTRY.get_sample_value("outbox_events_published_total") == published + 1
     assert REGISTRY.get_sample_value("outbox_publish_failures_total") >= failures + 1
+
+
+def test_lag_of_a_partition_never_committed_is_all_of_it_and_others_are_left_out():
+    # librdkafka statistics, reduced to the fields lag is read from
+    statistics = {
+        "topics": {
+            "orders": {
+                "partitions": {
+                    "0": {"fetch_state": "active", "consumer_lag": 4, "committed_offset": 6},
+                    "1": {
+                        "fetch_state": "active",
+                        "consumer_lag": -1,
+                        "committed_offset": -1001,
+                        "hi_offset": 9,
+                        "lo_offset": 2,
+                    },
+                    "2": {"fetch_state": "none", "consumer_lag": -1},  # not assigned here
+                    "-1": {"fetch_state": "none", "consumer_lag": -1},  # librdkafka's own
+                }
+            }
+        }
+    }
+
+    assert list(partition_lags(statistics)) == [("orders", "0", 4), ("orders", "1", 7)]
