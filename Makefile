@@ -1,4 +1,5 @@
-# Two entry points: `make run` (whole pipeline, embedded defaults) and `make test`.
+# Two entry points: `make run` (whole pipeline, embedded defaults; RUN_ARGS="--without
+# inventory" leaves a consumer out) and `make test`.
 # Both create .venv and install the project on first use.
 PYTHON ?= python3.11
 VENV := .venv
@@ -14,12 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+RUN_ARGS ?=
 run: $(STAMP)
-	$(BIN)/python -m ecommerce.devstack
+	$(BIN)/python -m ecommerce.devstack $(RUN_ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python manage.py check_event_contracts
 	$(BIN)/pytest
 
 # Everything but the slow fault tests: for the edit-test loop (CI runs `make test`).

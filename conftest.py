@@ -13,11 +13,13 @@ from ecommerce.supervisor import Supervisor, current_database_url
 def _no_outage_carried_between_tests() -> None:
     """Outage back-offs are per process; an outage one test caused must not skip calls in
     the next test."""
+    from ecommerce.throttling import _cache_backoff
     from kafka_bridge.outbox import relay_waker
     from notifications.services import _enqueue_backoff
 
     relay_waker.backoff.reset()
     _enqueue_backoff.reset()
+    _cache_backoff.reset()
 
 
 @pytest.fixture(autouse=True)

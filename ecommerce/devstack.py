@@ -1,13 +1,16 @@
 """`make run`: the whole pipeline on one machine, with embedded defaults.
 
-    python -m ecommerce.devstack [--port 8000] [--smoke-test]
+    python -m ecommerce.devstack [--port 8000] [--smoke-test] [--without CONSUMER ...]
 
 Uses DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set; otherwise SQLite
 (db.sqlite3), a local Tansu broker and a local redis-server, started here. Then migrates,
 creates topics, seeds demo data and runs the web server, the outbox relay, every registered
 consumer, a Celery worker and Celery beat as child processes with prefixed logs. Ctrl-C (or
-SIGTERM) stops the children gracefully, in order, then the local services. `--smoke-test`
-places one order through the HTTP API, waits until it is paid, and exits 0 or 1.
+SIGTERM) stops the children gracefully, in order, then the local services; so does any child
+exiting on its own (fail fast: a half-running pipeline is not left behind). `--without
+inventory` starts everything but that consumer (e.g. to watch an order expire).
+`--smoke-test` places one order through the HTTP API, waits until it is paid, ships it with
+the staff token, and exits 0 or 1.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
 from types import FrameType
 
 from ecommerce.localservices import (
@@ -82,23 +87,34 @@ class DevStack:
             self.env["REDIS_URL"] = redis.url
             say(f"started local redis-server at {redis.url}")
         self.env.setdefault("DJANGO_DEBUG", "true")
+        # The group rebalance timeout (librdkafka takes it from max.poll.interval.ms). A
+        # broker that wedges a forming group (../shared/broker/README.md) holds it that
+        # long; local batches never take a minute, so the 5-minute default buys nothing here.
+        self.env.setdefault("KAFKA_MAX_POLL_INTERVAL_MS", "60000")
         database = self.env.get("DATABASE_URL", f"sqlite:///{REPO_ROOT / 'db.sqlite3'}")
         say(f"database: {database.split('@')[-1]}")
 
-    def prepare(self) -> str:
-        """Migrate, create topics, seed; return the demo customer's API token."""
+    def prepare(self) -> DemoTokens:
+        """Migrate, create topics, seed; return the demo users' API tokens."""
         say("migrating, creating topics, seeding demo data")
         run_once(manage("migrate", "--noinput"), self.env)
         run_once(manage("kafka_topics"), self.env)
         seeded = run_once(manage("seed_demo"), self.env)
         say(seeded)
-        return re.search(r"token (\w+)", seeded).group(1)  # type: ignore[union-attr]
+        customer = re.search(r"customer '\w+' token (\w+)", seeded)
+        staff = re.search(r"staff token (\w+)", seeded)
+        if customer is None or staff is None:
+            raise SystemExit(f"[devstack] seed_demo printed no tokens: {seeded}")
+        return DemoTokens(customer=customer.group(1), staff=staff.group(1))
 
-    def start_children(self) -> None:
+    def start_children(self, *, without: Sequence[str] = ()) -> None:
         children = self.children
         children.start("runserver", f"127.0.0.1:{self.port}", "--noreload", label="web")
         children.relay()
         for name in list_consumers():
+            if name in without:
+                say(f"consumer {name} left out (--without {name})")
+                continue
             children.consumer(name, label=f"consumer-{name}")
         children.celery_worker()
         children.celery_beat(schedule_file=REPO_ROOT / ".run" / "beat")
@@ -129,38 +145,62 @@ def list_consumers() -> list[str]:
     return list(CONSUMERS)
 
 
-def smoke_test(port: int, token: str) -> bool:
-    """Place one order over HTTP and wait until stock is reserved and payment taken."""
-    base = f"http://127.0.0.1:{port}/api"
-    headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+@dataclass(frozen=True)
+class DemoTokens:
+    customer: str
+    staff: str
 
-    def call(method: str, path: str, body: dict | None = None) -> dict:
+
+def smoke_test(port: int, tokens: DemoTokens) -> bool:
+    """Place one order over HTTP as the demo customer, wait until it is paid (stock
+    reserved, payment taken), then ship it as staff."""
+    base = f"http://127.0.0.1:{port}/api"
+
+    def call(method: str, path: str, body: dict | None = None, *, token: str) -> dict:
         request = urllib.request.Request(
             base + path,
             method=method,
-            headers=headers,
+            headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
             data=json.dumps(body).encode() if body is not None else None,
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
-    order = call("POST", "/orders/", {"items": [{"sku": "MUG-LOGO", "quantity": 1}]})
+    body = {"items": [{"sku": "MUG-LOGO", "quantity": 1}]}
+    order = call("POST", "/orders/", body, token=tokens.customer)
     say(f"smoke test: order {order['id']} created ({order['status']})")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        status = call("GET", f"/orders/{order['id']}/")["status"]
+        status = call("GET", f"/orders/{order['id']}/", token=tokens.customer)["status"]
         if status not in ("pending", "reserved"):
             say(f"smoke test: order {order['id']} is {status}")
-            return status == "paid"
+            break
         time.sleep(0.2)
-    say("smoke test: order still pending after 60s")
-    return False
+    else:
+        say("smoke test: order not paid after 60s")
+        return False
+    if status != "paid":
+        return False
+    shipped = call("POST", f"/orders/{order['id']}/ship/", {"carrier": "DHL"}, token=tokens.staff)
+    say(f"smoke test: order {order['id']} shipped by staff ({shipped['status']})")
+    return shipped["status"] == "shipped"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
-    parser.add_argument("--smoke-test", action="store_true", help="One order through, then exit.")
+    parser.add_argument(
+        "--smoke-test", action="store_true", help="One order through, shipped, then exit."
+    )
+    parser.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        metavar="CONSUMER",
+        choices=list_consumers(),
+        help="Leave this consumer out (repeatable), e.g. --without inventory to watch an "
+        "order stay pending until it expires.",
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecommerce.settings")
@@ -172,25 +212,32 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         stack.start_services()
-        token = stack.prepare()
-        stack.start_children()
+        tokens = stack.prepare()
+        stack.start_children(without=args.without)
         stack.wait_for_web()
     except (LocalServiceError, SystemExit) as exc:
         print(f"[devstack] {exc}", file=sys.stderr)
         stack.stop()
         return 1
-    say(f"API:     http://127.0.0.1:{args.port}/api/docs/  (token: {token})")
+    api = f"http://127.0.0.1:{args.port}/api"
+    say(f"API:     {api}/docs/  (customer token: {tokens.customer})")
     say(f"Admin:   http://127.0.0.1:{args.port}/admin/  (admin / demo-password)")
+    say(f"Staff:   API token {tokens.staff} (ship and deliver orders)")
     say(
-        f"Try:     curl -H 'Authorization: Token {token}' -H 'Content-Type: application/json' "
-        f'-d \'{{"items":[{{"sku":"MUG-LOGO","quantity":2}}]}}\' '
-        f"http://127.0.0.1:{args.port}/api/orders/"
+        f"Try:     curl -H 'Authorization: Token {tokens.customer}' "
+        f"-H 'Content-Type: application/json' "
+        f'-d \'{{"items":[{{"sku":"MUG-LOGO","quantity":2}}]}}\' {api}/orders/'
+    )
+    say(
+        f"Ship:    curl -X POST -H 'Authorization: Token {tokens.staff}' "
+        f"-H 'Content-Type: application/json' -d '{{\"carrier\":\"DHL\"}}' "
+        f"{api}/orders/<id>/ship/"
     )
     say("Ctrl-C stops everything")
     result = 0
     try:
         if args.smoke_test:
-            result = 0 if smoke_test(args.port, token) else 1
+            result = 0 if smoke_test(args.port, tokens) else 1
         else:
             while not stack.stop_requested.wait(0.5):
                 child = stack.children.exited()

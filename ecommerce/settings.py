@@ -5,6 +5,7 @@ the environment (see docker-compose.yml). Secrets never live in this file.
 """
 
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -21,6 +22,26 @@ ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"]
 )
 
+# --- HTTPS (production) -----------------------------------------------------------------
+# Production runs behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips
+# any such header a client sent). DJANGO_SECURE=true makes `manage.py check --deploy`
+# clean; `make run` leaves it off and stays plain HTTP.
+SECURE = env.bool("DJANGO_SECURE", default=False)
+if SECURE:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    # Health checks and Prometheus come over plain HTTP from inside the host or cluster,
+    # not via the proxy.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz/$", r"^readyz/$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+# Client addresses (rate limits, login lockouts): REMOTE_ADDR, or with this many proxies in
+# front, the address the outermost of them saw (X-Forwarded-For, counted from the right).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -29,9 +50,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
-    # The project package itself, for its management commands (bench_pipeline).
+    "axes",
+    # The project package itself: API tokens, and its management commands (bench_pipeline).
     "ecommerce",
     "kafka_bridge",
     "inventory",
@@ -50,6 +71,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "kafka_bridge.correlation.CorrelationIdMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "ecommerce.urls"
@@ -90,6 +113,12 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# django-axes first: it refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -108,7 +137,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first so that an anonymous request gets 401 with WWW-Authenticate, not 403.
-        "rest_framework.authentication.TokenAuthentication",
+        "ecommerce.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # DRF's default parsers, with a JSON parser that answers 400 (not 500) to deep nesting.
@@ -122,8 +151,15 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=20),
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "ecommerce.api_schema.AutoSchema",
     "EXCEPTION_HANDLER": "ecommerce.api_errors.exception_handler",
+    # Per customer on the whole API; per address for requests without valid credentials.
+    # Order creation has its own, stricter limit on top (orders.apis). Rates: API_THROTTLE_*.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "ecommerce.throttling.CustomerRateThrottle",
+        "ecommerce.throttling.AnonymousRateThrottle",
+    ],
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "E-commerce order pipeline API",
@@ -132,8 +168,45 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
+# --- Rate limits ------------------------------------------------------------------------
+# "<requests>/<period>", the period one of s, m(in), h(our), d(ay), optionally with a count:
+# "20/10s". Counted in the shared cache (Redis), so every web process sees the same counts.
+# API_THROTTLING=false turns every limit off (load tests; the benchmark does it itself).
+API_THROTTLING = env.bool("API_THROTTLING", default=True)
+API_THROTTLE_RATES = {
+    "customer": env.str("API_THROTTLE_CUSTOMER", default="600/min"),
+    "order_create": env.str("API_THROTTLE_ORDER_CREATE", default="60/min"),
+    "anonymous": env.str("API_THROTTLE_ANONYMOUS", default="30/min"),
+}
+
+# --- Admin login lockout (django-axes) ---------------------------------------------------
+# After AXES_FAILURE_LIMIT failed logins for one username from one address, that pair is
+# locked out for AXES_COOLOFF_SECONDS (each failure while locked out restarts the wait).
+# Staff see attempts and lockouts in the admin (Axes: access attempts) and can delete them.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(seconds=env.int("AXES_COOLOFF_SECONDS", default=15 * 60))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "ecommerce.throttling.client_address"
+# No start-up banner in every process; failed logins and lockouts are still logged.
+AXES_VERBOSE = False
+
+# --- API tokens ---------------------------------------------------------------------------
+# Only a SHA-256 digest of each token is stored; new tokens expire after this many days
+# (0: never).
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)
+
 # --- Redis ------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# The shared cache: rate-limit counters. Short timeouts, as for every Redis client here.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "cache",
+        "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+    }
+}
 
 # --- Kafka ------------------------------------------------------------------------------
 # Client settings come from here, never from constants in code. Defaults suit local runs
@@ -177,11 +250,32 @@ KAFKA = {
     "STATISTICS_INTERVAL_MS": env.int("KAFKA_STATISTICS_INTERVAL_MS", default=5000),
 }
 
+# Confluent Schema Registry: when a URL is set, the relay publishes events in the registry
+# wire format (JSON Schema, registered per event type and version; see kafka_bridge/wire.py).
+# Empty: plain JSON envelopes. Consumers read both either way. "mock://..." is the client's
+# in-memory registry, one per process: for tests only.
+SCHEMA_REGISTRY = {
+    "URL": env.str("SCHEMA_REGISTRY_URL", default=""),
+    # "key:secret" for HTTP basic auth (Confluent Cloud API key); empty for none.
+    "BASIC_AUTH_USER_INFO": env.str("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", default=""),
+}
+
 OUTBOX = {
     # The relay is woken on commit through Redis pub/sub; this poll is the safety net.
     "POLL_INTERVAL_SECONDS": env.float("OUTBOX_POLL_INTERVAL_SECONDS", default=1.0),
     "BATCH_SIZE": env.int("OUTBOX_BATCH_SIZE", default=500),
     "FLUSH_TIMEOUT_SECONDS": env.float("OUTBOX_FLUSH_TIMEOUT_SECONDS", default=15.0),
+}
+
+# How long the tables that grow with every event keep their rows (kafka_bridge.retention;
+# 0 = forever). ProcessedEvent rows are the duplicate backstop: keep them at least as long
+# as the topics keep messages (Apache Kafka: 7 days by default) plus the time dead letters
+# may wait for a replay; dead letters older than that are not replayed.
+RETENTION = {
+    "OUTBOX_DAYS": env.float("OUTBOX_RETENTION_DAYS", default=7),
+    "PROCESSED_EVENT_DAYS": env.float("PROCESSED_EVENT_RETENTION_DAYS", default=30),
+    "BATCH_SIZE": env.int("RETENTION_BATCH_SIZE", default=5000),
+    "SWEEP_SECONDS": env.float("RETENTION_SWEEP_SECONDS", default=3600),
 }
 
 # Redis keys that short-circuit redelivered events; the database table is the backstop.
@@ -249,6 +343,10 @@ CELERY_BEAT_SCHEDULE = {
     "orders-expire-stale": {
         "task": "orders.tasks.orders_expire_stale",
         "schedule": ORDERS["EXPIRY_SWEEP_SECONDS"],
+    },
+    "event-tables-prune": {
+        "task": "kafka_bridge.tasks.event_tables_prune",
+        "schedule": RETENTION["SWEEP_SECONDS"],
     },
     "notifications-deliver-pending": {
         "task": "notifications.tasks.notifications_deliver_pending",

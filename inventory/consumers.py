@@ -10,14 +10,14 @@ from inventory.services import (
     stock_release_for_orders,
     stock_reserve_for_orders_and_report,
 )
-from kafka_bridge.contracts import Event, OrderCreatedV1, OrderStatusChangedV1
+from kafka_bridge.contracts import Event, OrderCreatedV2, OrderStatusChangedV1
 
 
 def on_orders_created(events: Sequence[Event]) -> None:
     requests = []
     for event in events:
         payload = event.payload
-        assert isinstance(payload, OrderCreatedV1)
+        assert isinstance(payload, OrderCreatedV2)  # V1 events arrive upcast
         requests.append(
             OrderStockRequest(
                 order_id=payload.order_id,

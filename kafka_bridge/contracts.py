@@ -2,12 +2,18 @@
 
 Producers validate payloads against the current version before writing to the outbox;
 consumers decode any version listed here. Adding a field with a default is a compatible
-change within a version; anything else is a new version registered beside the old one.
+change within a version; anything else is a new version registered beside the old one,
+with an upcaster from the version before it: a payload of an older version is validated
+against its own schema, then upcast step by step to the current one, so handlers only ever
+see the current shape. The released JSON Schema of every (type, version) is checked in under
+`kafka_bridge/schemas/` and `manage.py check_event_contracts` keeps the code to it (see
+`kafka_bridge.contract_schemas`).
 """
 
 import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -45,6 +51,46 @@ class OrderCreatedV1(Payload):
     currency: str
     total: Decimal
     items: Annotated[list[OrderItem], Field(min_length=1)]
+
+
+class ShippingAddress(Payload):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    line1: Annotated[str, Field(min_length=1, max_length=200)]
+    line2: Annotated[str, Field(max_length=200)] = ""
+    postal_code: Annotated[str, Field(min_length=1, max_length=20)]
+    city: Annotated[str, Field(min_length=1, max_length=100)]
+    # ISO 3166-1 alpha-2.
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+
+    def postal_lines(self) -> list[str]:
+        """The address as written on a parcel, one line each."""
+        street = [self.line1, self.line2] if self.line2 else [self.line1]
+        return [self.name, *street, f"{self.postal_code} {self.city}", self.country]
+
+
+# Before V2 the web shop was the only client of the order API: V1 orders came from there.
+SALES_CHANNEL_BEFORE_V2 = "web"
+
+
+class OrderCreatedV2(Payload):
+    """V1 plus where the order came from (required: every producer knows it) and where it
+    goes (optional: pick-up and digital orders have no address)."""
+
+    order_id: uuid.UUID
+    customer_id: int
+    currency: str
+    total: Decimal
+    items: Annotated[list[OrderItem], Field(min_length=1)]
+    # A name, not an enum: a new channel is not a new contract (orders.models.SalesChannel
+    # lists the ones the API accepts).
+    sales_channel: Annotated[str, Field(min_length=1, max_length=32)]
+    shipping_address: ShippingAddress | None = None
+
+
+def order_created_v1_to_v2(payload: OrderCreatedV1) -> OrderCreatedV2:
+    return OrderCreatedV2(
+        **dict(payload), sales_channel=SALES_CHANNEL_BEFORE_V2, shipping_address=None
+    )
 
 
 class InventoryReservedV1(Payload):
@@ -111,21 +157,44 @@ ORDER_TRANSITION_EVENTS = (
 )
 
 
+Upcaster = Callable[[Any], Payload]
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
     topic: str
     versions: dict[int, type[Payload]]
+    # version n → the function turning a payload of version n into one of version n + 1.
+    upcasters: dict[int, Upcaster] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = [
+            v for v in self.versions if v != self.current_version and v not in self.upcasters
+        ]
+        if sorted(self.versions) != list(range(1, self.current_version + 1)) or missing:
+            raise ValueError(f"{self.name}: versions must be 1..n, each below n with an upcaster")
 
     @property
     def current_version(self) -> int:
         return max(self.versions)
 
+    def upcast(self, payload: Payload, *, version: int) -> Payload:
+        """A payload of `version` as the current version (unchanged if it is current)."""
+        for step in range(version, self.current_version):
+            payload = self.upcasters[step](payload)
+        return payload
+
 
 EVENT_TYPES: dict[str, EventType] = {
     event_type.name: event_type
     for event_type in [
-        EventType("orders.created", topic="orders", versions={1: OrderCreatedV1}),
+        EventType(
+            "orders.created",
+            topic="orders",
+            versions={1: OrderCreatedV1, 2: OrderCreatedV2},
+            upcasters={1: order_created_v1_to_v2},
+        ),
         EventType("payments.processed", topic="payments", versions={1: PaymentProcessedV1}),
         EventType("payments.failed", topic="payments", versions={1: PaymentFailedV1}),
         EventType("payments.refunded", topic="payments", versions={1: PaymentRefundedV1}),
@@ -185,7 +254,8 @@ def event_type_get(name: str) -> EventType:
 
 
 def payload_validate(*, event_type: str, version: int, data: Any) -> Payload:
-    """Validate `data` against the schema of (type, version); raise EventDecodeError if not."""
+    """Validate `data` against the schema of (type, version), not upcast; raise
+    EventDecodeError if it does not fit."""
     schema = event_type_get(event_type).versions.get(version)
     if schema is None:
         raise EventDecodeError(f"unsupported version {version} of {event_type}")
@@ -196,18 +266,26 @@ def payload_validate(*, event_type: str, version: int, data: Any) -> Payload:
 
 
 def event_decode(raw: bytes | None) -> Event:
-    """Parse message bytes into an Event, or raise EventDecodeError saying why not."""
+    """Parse plain JSON envelope bytes into an Event, or raise EventDecodeError saying why
+    not. (Messages in the Schema Registry wire format: `kafka_bridge.wire.message_decode`.)"""
     if not raw:
         raise EventDecodeError("empty message value")
     try:
         document = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EventDecodeError(f"value is not JSON: {exc}") from exc
+    return event_from_document(document)
+
+
+def event_from_document(document: Any) -> Event:
+    """The Event of a parsed envelope: its payload validated against the version it was
+    written in, then upcast to the current version. `envelope.schema_version` stays the
+    version on the wire."""
     try:
         envelope = Envelope.model_validate(document)
     except ValidationError as exc:
         raise EventDecodeError(f"invalid envelope: {exc}") from exc
-    payload = payload_validate(
-        event_type=envelope.event_type, version=envelope.schema_version, data=envelope.data
-    )
-    return Event(envelope=envelope, payload=payload)
+    version = envelope.schema_version
+    payload = payload_validate(event_type=envelope.event_type, version=version, data=envelope.data)
+    upcast = event_type_get(envelope.event_type).upcast(payload, version=version)
+    return Event(envelope=envelope, payload=upcast)

@@ -8,14 +8,17 @@ import uuid
 from datetime import datetime
 
 from confluent_kafka import Message
+from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from kafka_bridge.contracts import EventDecodeError, event_decode
+from kafka_bridge.contracts import EventDecodeError
 from kafka_bridge.models import DeadLetter, OutboxEvent
 from kafka_bridge.outbox import outbox_event_replay
+from kafka_bridge.retention import retention_cutoff
+from kafka_bridge.wire import envelope_json, message_decode
 
 
 class DeadLetterNotReplayable(Exception):
@@ -42,7 +45,7 @@ def dead_letter_store(*, message: Message) -> DeadLetter:
     }
     value = message.value() or b""
     try:
-        event = event_decode(value)
+        event = message_decode(value, topic=message.topic())
         event_id, event_type = event.event_id, event.event_type
     except EventDecodeError:
         event_id = _uuid_or_none(headers.get("event_id", ""))
@@ -83,12 +86,26 @@ def dead_letter_replay(*, dead_letter_id: int, actor: str) -> OutboxEvent:
     dead_letter = DeadLetter.objects.select_for_update().get(id=dead_letter_id)
     if dead_letter.status != DeadLetter.Status.NEW:
         raise DeadLetterNotReplayable(f"dead letter {dead_letter_id} is {dead_letter.status}")
+    backstop_from = retention_cutoff(settings.RETENTION["PROCESSED_EVENT_DAYS"])
+    if (
+        backstop_from is not None
+        and (dead_letter.failed_at or dead_letter.stored_at) < backstop_from
+    ):
+        # The groups that did process it may no longer recognise it: a replay could apply
+        # it twice there (kafka_bridge.retention).
+        raise DeadLetterNotReplayable(
+            f"dead letter {dead_letter_id} is older than PROCESSED_EVENT_RETENTION_DAYS "
+            f"({settings.RETENTION['PROCESSED_EVENT_DAYS']:g}): discard it instead"
+        )
+    value, topic = bytes(dead_letter.value), dead_letter.original_topic
     try:
-        event_decode(bytes(dead_letter.value))
+        message_decode(value, topic=topic)
+        # The outbox keeps plain JSON; the relay frames it again if a registry is in use.
+        plain = envelope_json(value, topic=topic)
     except EventDecodeError as exc:
         raise DeadLetterNotReplayable(f"not a valid event, discard it instead: {exc}") from None
     row = outbox_event_replay(
-        value=bytes(dead_letter.value),
+        value=plain,
         key=dead_letter.key,
         replay_of=dead_letter,
     )

@@ -59,6 +59,32 @@ class OutboxEvent(models.Model):
         return json.loads(bytes(self.value))
 
 
+class ArchivedEvent(models.Model):
+    """An outbox row's metadata, kept when retention prunes the published row
+    (`kafka_bridge.retention`): what an aggregate's timeline shows, without the message
+    bytes, which Kafka (and the analysts' Connect export) keep. A row is moved, never
+    copied: it is in the outbox or here, in one transaction."""
+
+    outbox_id = models.BigIntegerField(unique=True, help_text="The row's id in the outbox.")
+    event_id = models.UUIDField()
+    event_type = models.CharField(max_length=100)
+    aggregate_id = models.CharField(max_length=100)
+    correlation_id = models.CharField(max_length=100)
+    created_at = models.DateTimeField()
+    published_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["outbox_id"]
+        indexes = [models.Index(fields=["aggregate_id"], name="archived_event_aggregate_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id} (archived)"
+
+    @property
+    def is_published(self) -> bool:
+        return True
+
+
 class ProcessedEvent(models.Model):
     """The database backstop of consumer idempotency: one row per (consumer group, event).
 

@@ -23,7 +23,7 @@ from pydantic_core import to_json
 
 from kafka_bridge.contracts import event_type_get, payload_validate
 from kafka_bridge.correlation import correlation_id_for
-from kafka_bridge.models import DeadLetter, OutboxEvent
+from kafka_bridge.models import ArchivedEvent, DeadLetter, OutboxEvent
 from kafka_bridge.redis_client import OutageBackoff, redis_client
 from kafka_bridge.sql import rows_insert
 
@@ -139,6 +139,19 @@ def _event_row(event: NewEvent, *, correlation_id: str, occurred_at: str) -> Out
         aggregate_id=event.aggregate_id,
         correlation_id=correlation_id,
         value=value,
+    )
+
+
+def aggregate_events(*, aggregate_id: str) -> list[OutboxEvent | ArchivedEvent]:
+    """Every event recorded about an aggregate in the order it was recorded, including
+    those retention moved out of the outbox (`kafka_bridge.retention`)."""
+    archived: list[OutboxEvent | ArchivedEvent] = list(
+        ArchivedEvent.objects.filter(aggregate_id=aggregate_id)
+    )
+    recent = list(OutboxEvent.objects.filter(aggregate_id=aggregate_id))
+    return sorted(
+        [*archived, *recent],
+        key=lambda e: e.outbox_id if isinstance(e, ArchivedEvent) else e.id,
     )
 
 

@@ -104,8 +104,11 @@ CONSUMERS: dict[str, ConsumerSpec] = {
         ConsumerSpec(
             name="notifications",
             handler_paths={
-                name: "notifications.consumers.on_order_status_changes"
-                for name in ORDER_TRANSITION_EVENTS
+                "orders.created": "notifications.consumers.on_orders_created",
+                **{
+                    name: "notifications.consumers.on_order_status_changes"
+                    for name in ORDER_TRANSITION_EVENTS
+                },
             },
         ),
         ConsumerSpec(

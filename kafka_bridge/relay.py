@@ -49,6 +49,7 @@ from kafka_bridge.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 from kafka_bridge.models import OutboxEvent
 from kafka_bridge.outbox import RELAY_WAKE_CHANNEL
 from kafka_bridge.redis_client import redis_client
+from kafka_bridge.wire import RegistryFramer, registry_framer
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +161,9 @@ class OutboxRelay:
     flush_timeout: float = field(default_factory=lambda: settings.OUTBOX["FLUSH_TIMEOUT_SECONDS"])
     published_total: int = 0
     right: PublishRight = field(default_factory=PublishRight)
+    # Schema Registry wire format when SCHEMA_REGISTRY_URL is set; None: the stored bytes
+    # go out as they are (see kafka_bridge.wire on why framing happens here).
+    framer: RegistryFramer | None = field(default_factory=registry_framer)
     # Produced, awaiting acknowledgements, oldest first; never read again while in flight.
     _in_flight: deque[_Batch] = field(default_factory=deque)
     # Acknowledged (delivered or failed), not yet recorded in the database.
@@ -219,6 +223,17 @@ class OutboxRelay:
             physical = topics.get(topic) or topics.setdefault(topic, topic_name(topic))
             headers = message_headers(event_id, event_type, version, correlation_id)
             on_delivery = partial(delivered, row_id)
+            if self.framer is not None:
+                try:
+                    value = self.framer.frame(
+                        value, event_type=event_type, version=version, topic=physical
+                    )
+                except Exception as exc:  # registry down, or refused: whatever the client raises
+                    # Recorded like a failed delivery; nothing after it is produced, so the
+                    # row is read first again and order holds.
+                    batch.failed[row_id] = f"schema registry: {exc}"
+                    self.failed_recently = True
+                    return
             while True:
                 try:
                     produce(physical, value, key, headers=headers, on_delivery=on_delivery)

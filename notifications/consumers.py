@@ -1,9 +1,22 @@
-"""Kafka handler of the notifications consumer: one notification per order transition."""
+"""Kafka handlers of the notifications consumer: one notification per order transition, and
+the shipping address of each new order for those e-mails."""
 
 from collections.abc import Sequence
 
-from kafka_bridge.contracts import Event, OrderStatusChangedV1
-from notifications.services import OrderChangeNotice, notifications_create_for_order_changes
+from kafka_bridge.contracts import Event, OrderCreatedV2, OrderStatusChangedV1
+from notifications.services import (
+    OrderChangeNotice,
+    notifications_create_for_order_changes,
+    order_shipping_addresses_record,
+)
+
+
+def on_orders_created(events: Sequence[Event]) -> None:
+    orders = []
+    for event in events:
+        assert isinstance(event.payload, OrderCreatedV2)  # V1 events arrive upcast
+        orders.append(event.payload)
+    order_shipping_addresses_record(orders=orders)
 
 
 def on_order_status_changes(events: Sequence[Event]) -> None:

@@ -47,3 +47,17 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} → {self.customer} ({self.status})"
+
+
+class OrderShippingAddress(models.Model):
+    """Where an order ships, copied from its orders.created event: the e-mails name it, and
+    this consumer learns about orders from their events only, never from the orders tables.
+    Orders that ship nowhere (and V1 events, which had no address) have no row."""
+
+    order_id = models.UUIDField(primary_key=True)
+    # A `kafka_bridge.contracts.ShippingAddress`, as the event carried it.
+    address = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"shipping address of {self.order_id}"

@@ -17,9 +17,9 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from kafka_bridge.contracts import OrderStatusChangedV1
+from kafka_bridge.contracts import OrderCreatedV2, OrderStatusChangedV1, ShippingAddress
 from kafka_bridge.redis_client import OutageBackoff
-from notifications.models import Notification
+from notifications.models import Notification, OrderShippingAddress
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,28 @@ def _render(kind: str, context: dict[str, object]) -> tuple[str, str]:
     return " ".join(subject.split())[:200], body.strip()
 
 
+def order_shipping_addresses_record(*, orders: Sequence[OrderCreatedV2]) -> None:
+    """Keep the shipping address of each new order that has one, for its e-mails; one
+    INSERT, and an order already known keeps its row (redelivery changes nothing)."""
+    OrderShippingAddress.objects.bulk_create(
+        [
+            OrderShippingAddress(
+                order_id=order.order_id, address=order.shipping_address.model_dump()
+            )
+            for order in orders
+            if order.shipping_address is not None
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _shipping_lines(
+    addresses: dict[uuid.UUID, OrderShippingAddress], order_id: uuid.UUID
+) -> list[str]:
+    known = addresses.get(order_id)
+    return ShippingAddress.model_validate(known.address).postal_lines() if known else []
+
+
 @dataclass(frozen=True)
 class OrderChangeNotice:
     """An order transition to tell the customer about, and the event that reported it."""
@@ -68,6 +90,9 @@ def notifications_create_for_order_changes(
     }
     user_model = get_user_model()
     customers = user_model.objects.in_bulk({notice.change.customer_id for notice, _ in wanted})
+    addresses = OrderShippingAddress.objects.in_bulk(
+        {notice.change.order_id for notice, _ in wanted}
+    )
     created: list[Notification] = []
     for notice, kind in wanted:
         if (notice.event_id, kind) in found:
@@ -85,6 +110,7 @@ def notifications_create_for_order_changes(
                 "reason": change.reason,
                 "tracking_number": change.tracking_number,
                 "carrier": change.carrier,
+                "shipping_lines": _shipping_lines(addresses, change.order_id),
             },
         )
         notification = Notification(

@@ -16,6 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from kafka_bridge.admin import ExactUUIDSearchMixin, ReadOnlyAdminMixin
+from kafka_bridge.contracts import ShippingAddress
 from orders.models import Order, OrderLine
 from orders.selectors import order_timeline
 from orders.services import order_cancel, order_deliver, order_ship
@@ -42,8 +43,8 @@ class OrderLineInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(Order)
 class OrderAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin):
-    list_display = ("id", "customer", "status", "total", "currency", "created_at")
-    list_filter = ("status", "created_at")
+    list_display = ("id", "customer", "status", "total", "currency", "sales_channel", "created_at")
+    list_filter = ("status", "sales_channel", "created_at")
     list_select_related = ("customer",)
     date_hierarchy = "created_at"
     search_fields = ("customer__username", "customer__email")
@@ -107,6 +108,12 @@ class OrderAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin):
         )
         return f"{shipment.carrier} {shipment.tracking_number}{delivered}"
 
+    @admin.display(description="shipping address")
+    def shipping_address_text(self, order: Order) -> str:
+        if not order.shipping_address:
+            return "—"
+        return ", ".join(ShippingAddress.model_validate(order.shipping_address).postal_lines())
+
     @admin.display(description="events, oldest first")
     def timeline(self, order: Order) -> SafeString:
         rows = format_html_join(
@@ -133,6 +140,7 @@ class OrderAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin):
         ("Payment and shipment", {"fields": ("payment_summary", "shipment_summary")}),
         ("Timeline", {"fields": ("timeline",)}),
         ("Money", {"fields": ("total", "currency")}),
+        ("Origin and destination", {"fields": ("sales_channel", "shipping_address_text")}),
         ("Request", {"fields": ("idempotency_key", "request_fingerprint")}),
         ("History", {"fields": ("created_at", "updated_at", "related")}),
     )
@@ -147,6 +155,8 @@ class OrderAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin):
         "timeline",
         "total",
         "currency",
+        "sales_channel",
+        "shipping_address_text",
         "idempotency_key",
         "request_fingerprint",
         "created_at",

@@ -14,10 +14,13 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from ecommerce.api_errors import ApiDomainError
-from orders.models import Order
+from ecommerce.throttling import OrderCreateRateThrottle
+from kafka_bridge.contracts import ShippingAddress
+from orders.models import Order, SalesChannel
 from orders.selectors import order_get_for_customer, order_list_for_customer, order_timeline
 from orders.services import (
     IdempotencyKeyReused,
@@ -32,6 +35,20 @@ from orders.status import InvalidOrderTransition
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
+class ShippingAddressSerializer(serializers.Serializer):
+    """The limits of the orders.created contract's `ShippingAddress`, checked here first so
+    that bad input is a 400 naming the field."""
+
+    name = serializers.CharField(max_length=200)
+    line1 = serializers.CharField(max_length=200)
+    line2 = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
+    postal_code = serializers.CharField(max_length=20)
+    city = serializers.CharField(max_length=100)
+    country = serializers.RegexField(
+        r"^[A-Z]{2}$", max_length=2, help_text="ISO 3166-1 alpha-2 code, e.g. DE."
+    )
+
+
 class OrderOutputSerializer(serializers.Serializer):
     class LineSerializer(serializers.Serializer):
         sku = serializers.CharField()
@@ -44,6 +61,8 @@ class OrderOutputSerializer(serializers.Serializer):
     status_reason = serializers.CharField()
     total = serializers.DecimalField(max_digits=18, decimal_places=2)
     currency = serializers.CharField()
+    sales_channel = serializers.ChoiceField(choices=SalesChannel.choices)
+    shipping_address = ShippingAddressSerializer(allow_null=True)
 
     class PaymentSerializer(serializers.Serializer):
         status = serializers.CharField()
@@ -85,6 +104,10 @@ class OrderCollectionApi(APIView):
     # the paginated envelope the list really returns.
     pagination_class = PageNumberPagination
 
+    def get_throttles(self) -> list[BaseThrottle]:
+        # Creating orders has its own limit, on top of the customer's limit on the whole API.
+        return [*super().get_throttles(), OrderCreateRateThrottle()]
+
     class InputSerializer(serializers.Serializer):
         class ItemSerializer(serializers.Serializer):
             sku = serializers.CharField(max_length=64)
@@ -98,6 +121,15 @@ class OrderCollectionApi(APIView):
             default="",
             allow_blank=True,
             help_text="Opaque token from the payment form (fake provider: tok_decline declines).",
+        )
+        sales_channel = serializers.ChoiceField(
+            choices=SalesChannel.choices, required=False, default=SalesChannel.WEB
+        )
+        shipping_address = ShippingAddressSerializer(
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="Where the order goes; leave out (or null) for orders that ship nowhere.",
         )
 
         items = serializers.ListSerializer(
@@ -136,12 +168,16 @@ class OrderCollectionApi(APIView):
         key = request.headers.get(IDEMPOTENCY_HEADER) or None
         if key is not None and (len(key) > 200 or not key.isprintable()):
             raise ValidationError({IDEMPOTENCY_HEADER: ["At most 200 printable characters."]})
+        data = serializer.validated_data
+        address = data["shipping_address"]
         try:
             order, created = order_create(
                 customer=request.user,
-                items=[OrderItemInput(**item) for item in serializer.validated_data["items"]],
+                items=[OrderItemInput(**item) for item in data["items"]],
                 idempotency_key=key,
-                payment_token=serializer.validated_data["payment_token"],
+                payment_token=data["payment_token"],
+                sales_channel=data["sales_channel"],
+                shipping_address=ShippingAddress(**address) if address else None,
             )
         except IdempotencyKeyReused:
             raise ApiDomainError(

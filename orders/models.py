@@ -8,6 +8,14 @@ from django.utils import timezone
 from orders.status import OrderStatus
 
 
+class SalesChannel(models.TextChoices):
+    """Where an order was placed (the API accepts these; events carry the name)."""
+
+    WEB = "web", "Web shop"
+    MOBILE_APP = "mobile_app", "Mobile app"
+    MARKETPLACE = "marketplace", "Marketplace"
+
+
 class Order(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     customer = models.ForeignKey(
@@ -27,6 +35,12 @@ class Order(models.Model):
     request_fingerprint = models.CharField(max_length=64, blank=True)
     # Opaque token from the client's payment form; never a card number.
     payment_token = models.CharField(max_length=100, blank=True)
+    sales_channel = models.CharField(
+        max_length=32, choices=SalesChannel.choices, default=SalesChannel.WEB
+    )
+    # The `ShippingAddress` of the orders.created contract, as validated; NULL when the order
+    # ships nowhere (pick-up, digital). Stored whole: it is read whole and never queried.
+    shipping_address = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

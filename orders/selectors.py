@@ -6,7 +6,8 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 
-from kafka_bridge.models import OutboxEvent
+from kafka_bridge.models import ArchivedEvent, OutboxEvent
+from kafka_bridge.outbox import aggregate_events
 from orders.models import Order, Payment
 from orders.status import OrderStatus
 
@@ -41,9 +42,10 @@ def order_list_stale(*, now: datetime) -> QuerySet[Order]:
     )
 
 
-def order_timeline(*, order_id: uuid.UUID) -> QuerySet[OutboxEvent]:
-    """Every event recorded about an order, oldest first: the saga as it happened."""
-    return OutboxEvent.objects.filter(aggregate_id=str(order_id)).order_by("id")
+def order_timeline(*, order_id: uuid.UUID) -> list[OutboxEvent | ArchivedEvent]:
+    """Every event recorded about an order, oldest first: the saga as it happened (also
+    once retention has pruned the outbox)."""
+    return aggregate_events(aggregate_id=str(order_id))
 
 
 def order_list_awaiting_charge(*, order_ids: Sequence[uuid.UUID]) -> QuerySet[Order]:

@@ -18,9 +18,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from inventory.selectors import products_by_sku
-from kafka_bridge.contracts import OrderCreatedV1, OrderItem, OrderStatusChangedV1
+from kafka_bridge.contracts import (
+    OrderCreatedV2,
+    OrderItem,
+    OrderStatusChangedV1,
+    ShippingAddress,
+)
 from kafka_bridge.outbox import NewEvent, outbox_event_record, outbox_events_record
-from orders.models import Order, OrderLine, Shipment
+from orders.models import Order, OrderLine, SalesChannel, Shipment
 from orders.selectors import order_list_stale
 from orders.status import InvalidOrderTransition, OrderStatus, status_transition_check
 
@@ -37,9 +42,15 @@ class IdempotencyKeyReused(Exception):
     """The Idempotency-Key was used before with a different request body."""
 
 
-def _fingerprint(items: Sequence[OrderItemInput]) -> str:
-    canonical = sorted((item.sku, item.quantity) for item in items)
-    return hashlib.sha256(json.dumps(canonical).encode()).hexdigest()
+def _fingerprint(
+    items: Sequence[OrderItemInput], *, sales_channel: str, shipping_address: dict | None
+) -> str:
+    canonical: list = sorted((item.sku, item.quantity) for item in items)
+    # Orders without the V2 fields keep the fingerprint they had before those fields existed,
+    # so a client's retry across the deploy still matches its first request.
+    if sales_channel != SalesChannel.WEB or shipping_address is not None:
+        canonical = [canonical, sales_channel, shipping_address]
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
 def _order_for_key(*, customer: AbstractBaseUser, key: str, fingerprint: str) -> Order | None:
@@ -62,13 +73,16 @@ def order_create(
     items: Sequence[OrderItemInput],
     idempotency_key: str | None = None,
     payment_token: str = "",
+    sales_channel: str = SalesChannel.WEB,
+    shipping_address: ShippingAddress | None = None,
 ) -> tuple[Order, bool]:
     """Create a pending order and its `orders.created` event; return (order, created).
 
-    With an idempotency key already used by this customer for the same items, the earlier
+    With an idempotency key already used by this customer for the same request, the earlier
     order is returned and nothing is created.
     """
-    fingerprint = _fingerprint(items)
+    address = shipping_address.model_dump() if shipping_address else None
+    fingerprint = _fingerprint(items, sales_channel=sales_channel, shipping_address=address)
     if idempotency_key:
         existing = _order_for_key(customer=customer, key=idempotency_key, fingerprint=fingerprint)
         if existing is not None:
@@ -93,6 +107,8 @@ def order_create(
                 idempotency_key=idempotency_key or None,
                 request_fingerprint=fingerprint,
                 payment_token=payment_token,
+                sales_channel=sales_channel,
+                shipping_address=address,
             )
     except IntegrityError:
         # A concurrent request with the same key won the race: answer with its order.
@@ -117,7 +133,7 @@ def order_create(
         event_type="orders.created",
         aggregate_id=str(order.id),
         key=str(customer.pk),
-        data=OrderCreatedV1(
+        data=OrderCreatedV2(
             order_id=order.id,
             customer_id=customer.pk,
             currency=order.currency,
@@ -126,6 +142,8 @@ def order_create(
                 OrderItem(sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
                 for line in lines
             ],
+            sales_channel=order.sales_channel,
+            shipping_address=shipping_address,
         ),
     )
     _relations_of_new_order_set(order, lines=lines)

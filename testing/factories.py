@@ -5,13 +5,23 @@ from itertools import count
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from ecommerce.services import api_token_issue
 from inventory.models import Product
 from inventory.services import product_create
 
 _sequence = count(1)
+
+
+# A complete shipping address as the API takes it (line2 left out: it defaults to "").
+SHIPPING_ADDRESS = {
+    "name": "Ada Lovelace",
+    "line1": "12 St James's Square",
+    "postal_code": "SW1Y 4JH",
+    "city": "London",
+    "country": "GB",
+}
 
 
 def customer_create(username: str | None = None) -> AbstractBaseUser:
@@ -23,8 +33,7 @@ def customer_create(username: str | None = None) -> AbstractBaseUser:
 
 def api_client_for(user: AbstractBaseUser) -> APIClient:
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_issue(user=user)}")
     return client
 
 
@@ -44,12 +53,14 @@ def order_place_via_api(
     *,
     payment_token: str = "",
     correlation_id: str | None = None,
+    **fields: object,
 ) -> str:
-    """POST an order as `customer`; return its id (fails the test on anything but 201)."""
+    """POST an order as `customer`, with any further body `fields` (`sales_channel`,
+    `shipping_address`); return its id (fails the test on anything but 201)."""
     headers = {"HTTP_X_CORRELATION_ID": correlation_id} if correlation_id else {}
     response = api_client_for(customer).post(
         "/api/orders/",
-        {"items": [{"sku": sku, "quantity": quantity}], "payment_token": payment_token},
+        {"items": [{"sku": sku, "quantity": quantity}], "payment_token": payment_token, **fields},
         format="json",
         **headers,
     )

@@ -16,13 +16,13 @@ from django.utils.html import escape
 
 from inventory.models import Product, Reservation, StockLevel
 from inventory.services import StockRequest, stock_reserve_for_order
-from kafka_bridge.contracts import OrderStatusChangedV1
+from kafka_bridge.contracts import OrderStatusChangedV1, ShippingAddress
 from kafka_bridge.models import OutboxEvent, ProcessedEvent
 from notifications.models import Notification
 from notifications.services import notification_create_for_order_change
 from orders.models import Order
 from orders.services import OrderItemInput, order_create
-from testing.factories import customer_create, product_with_stock
+from testing.factories import SHIPPING_ADDRESS, customer_create, product_with_stock
 
 pytestmark = pytest.mark.django_db
 
@@ -180,6 +180,25 @@ def test_order_list_filters_by_status(admin_client: Client, world: World) -> Non
 
     assert _results(admin_client.get(url, {"status__exact": "pending"})) == [world.order]
     assert _results(admin_client.get(url, {"status__exact": "reserved"})) == []
+
+
+def test_order_page_shows_channel_and_address_and_the_list_filters_by_channel(
+    admin_client: Client, world: World
+) -> None:
+    shipped, _ = order_create(
+        customer=world.order.customer,
+        items=[OrderItemInput(sku=world.product.sku, quantity=1)],
+        sales_channel="marketplace",
+        shipping_address=ShippingAddress(**SHIPPING_ADDRESS),
+    )
+
+    content = admin_client.get(_change_url(shipped)).content.decode()
+
+    assert "Marketplace" in content
+    assert escape("12 St James's Square, SW1Y 4JH London, GB") in content
+    url = reverse("admin:orders_order_changelist")
+    assert _results(admin_client.get(url, {"sales_channel__exact": "marketplace"})) == [shipped]
+    assert _results(admin_client.get(url, {"sales_channel__exact": "web"})) == [world.order]
 
 
 def test_order_page_shows_lines_but_cannot_change_the_order(

@@ -30,7 +30,6 @@ from django.test import Client
 from django.urls import Resolver404, resolve
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import (
@@ -43,6 +42,7 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
+from ecommerce.services import api_token_issue
 from ecommerce.wsgi import application
 from kafka_bridge.models import OutboxEvent
 from orders.models import Order
@@ -137,10 +137,11 @@ class World:
     owner_order_ids: tuple[str, ...]  # one per ORDER_STATUSES, in that order
     intruder_order_ids: tuple[str, ...]
     skus: tuple[str, ...]
+    # Issued outside the examples' rolled-back savepoints, so they last for every example.
+    keys: dict[int, str]
 
     def auth(self, user: AbstractBaseUser) -> dict[str, str]:
-        token, _ = Token.objects.get_or_create(user=user)
-        return {"Authorization": f"Token {token.key}"}
+        return {"Authorization": f"Token {self.keys[user.pk]}"}
 
 
 def _order_in_status(customer: AbstractBaseUser, sku: str, status: str) -> str:
@@ -169,15 +170,17 @@ def world(db) -> World:  # type: ignore[no-untyped-def]
     product_with_stock(active=False)
     owner = customer_create()
     intruder = customer_create()
+    staff = staff_create()
     return World(
         owner=owner,
         intruder=intruder,
-        staff=staff_create(),
+        staff=staff,
         owner_order_ids=tuple(
             _order_in_status(owner, products[0].sku, status) for status in ORDER_STATUSES
         ),
         intruder_order_ids=(order_place_via_api(intruder, products[1].sku),),
         skus=tuple(product.sku for product in products),
+        keys={user.pk: api_token_issue(user=user) for user in (owner, intruder, staff)},
     )
 
 

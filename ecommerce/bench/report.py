@@ -162,6 +162,9 @@ def table(results: dict[str, Any]) -> str:
         f"bench {meta['namespace']} broker={meta['broker']} db={meta['database']} "
         f"cores={meta['cores']} web={meta['web_concurrency']}x{meta['web_threads']} threads "
         f"gateway={meta['gateway_latency_ms']}ms load-avg-at-start={load[0]:.2f}",
+        "API rate limits: "
+        + ("on in these settings, " if meta.get("api_throttling_configured") else "off, ")
+        + "off for this run (API_THROTTLING=false: the load generator is not throttled)",
         "",
         *markdown(rows, ("metric", "value", "compared with")),
     ]

@@ -24,13 +24,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from tqdm import tqdm
 
 from ecommerce.bench import measure
 from ecommerce.bench.cpu import CpuMeter
 from ecommerce.bench.raw import RawMessage, raw_baselines
 from ecommerce.localservices import free_port
+from ecommerce.services import api_tokens_issue
 from ecommerce.supervisor import REPO_ROOT, Child, Supervisor, current_database_url
 from inventory.services import product_create
 from kafka_bridge.client import group_name, pipeline_topics, topic_name, topics_ensure
@@ -112,6 +112,9 @@ class Bench:
             "KAFKA_NAMESPACE": self.namespace,
             "CELERY_TASK_DEFAULT_QUEUE": f"{self.namespace}celery",
             "PAYMENTS_FAKE_LATENCY_MS": str(opts.gateway_latency_ms),
+            # The load generator is one client sending as fast as the server answers:
+            # rate limits would measure themselves, not the pipeline.
+            "API_THROTTLING": "false",
             "PYTHONUNBUFFERED": "1",
         }
         if opts.web_concurrency:
@@ -127,6 +130,8 @@ class Bench:
             "web_threads": int(env.get("WEB_THREADS", 4)),
             "consumer_processes_per_group": 1,
             "gateway_latency_ms": opts.gateway_latency_ms,
+            # Whether this environment's settings limit API rates; off for the run anyway.
+            "api_throttling_configured": settings.API_THROTTLING,
             "options": vars(opts),
             "log_dir": str(self.log_dir),
             "started_at": timezone.now().isoformat(),
@@ -161,11 +166,8 @@ class Bench:
                 for i in range(opts.customers)
             ]
         )
-        tokens = Token.objects.bulk_create(
-            [Token(user=user, key=Token.generate_key()) for user in users]
-        )
         path = self.log_dir / "tokens.txt"
-        path.write_text("".join(f"{token.key}\n" for token in tokens))
+        path.write_text("".join(f"{key}\n" for key in api_tokens_issue(users=users)))
         skus = []
         for index in range(opts.skus):
             sku = f"{self.namespace}SKU{index}"

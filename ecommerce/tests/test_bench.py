@@ -10,7 +10,15 @@ from django.core.management import call_command
 pytestmark = pytest.mark.integration
 
 
-def test_bench_pipeline_reports_every_phase(transactional_db, capsys, tmp_path):
+def test_bench_pipeline_reports_every_phase(
+    transactional_db, capsys, tmp_path, settings, monkeypatch
+):
+    # Given an environment whose API rate limits would refuse most of the bench's orders
+    settings.API_THROTTLING = True
+    monkeypatch.setenv("API_THROTTLING", "true")
+    monkeypatch.setenv("API_THROTTLE_ORDER_CREATE", "1/day")
+    monkeypatch.setenv("API_THROTTLE_CUSTOMER", "1/day")
+
     call_command(
         "bench_pipeline",
         intake_seconds=1,
@@ -44,6 +52,8 @@ def test_bench_pipeline_reports_every_phase(transactional_db, capsys, tmp_path):
         "(e) raw produce, relay's messages (msgs/s)",
         "orders.paid → notifications",
         "cores used by",
+        # The limits were on; the bench turned them off for its own processes.
+        "API rate limits: on in these settings, off for this run",
     ):
         assert row in table, row
     results = json.loads((tmp_path / "bench.json").read_text())

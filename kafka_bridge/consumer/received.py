@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Message
 
-from kafka_bridge.contracts import Event, EventDecodeError, event_decode
+from kafka_bridge.contracts import Event, EventDecodeError
+from kafka_bridge.wire import message_decode
 
 
 @dataclass
@@ -26,6 +27,6 @@ def received_decode(message: Message, *, raw: bool) -> Received:
     if raw:
         return Received(message)
     try:
-        return Received(message, event=event_decode(message.value()))
+        return Received(message, event=message_decode(message.value(), topic=message.topic()))
     except EventDecodeError as exc:
         return Received(message, undecodable=exc)

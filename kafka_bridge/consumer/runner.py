@@ -59,6 +59,7 @@ class ConsumerRunner:
     spec: ConsumerSpec
     stop: StopFlag = field(default_factory=StopFlag)
     stats: ProcessingStats = field(default_factory=ProcessingStats)
+    joined: bool = field(default=False, init=False)  # the group has assigned us (maybe nothing)
 
     def __post_init__(self) -> None:
         kafka = settings.KAFKA
@@ -116,6 +117,7 @@ class ConsumerRunner:
                     )
                     last_report = time.monotonic()
         finally:
+            self._finish_joining()
             self.offsets.commit()
             self.consumer.close()  # leaves the group so partitions move at once
             self.dead_letters.close()
@@ -300,7 +302,27 @@ class ConsumerRunner:
         )
 
     # --- rebalances -------------------------------------------------------------------
+    def _finish_joining(self) -> None:
+        """A member that leaves while its group is still forming can leave the group unable
+        to assign partitions to anyone for the rebalance timeout (seen on our test broker;
+        ../shared/broker/README.md). A consumer stopped during its join therefore completes
+        the join first, bounded by two session timeouts, and then leaves as a member in
+        good standing. Whatever it receives meanwhile is neither processed nor committed:
+        the next member gets it."""
+        if self.joined:
+            return
+        limit = 2 * settings.KAFKA["SESSION_TIMEOUT_MS"] / 1000
+        logger.info(
+            "consumer %s stopping during its group join: completing the join first (<= %.0fs)",
+            self.spec.name,
+            limit,
+        )
+        deadline = time.monotonic() + limit
+        while not self.joined and time.monotonic() < deadline:
+            self.consumer.poll(0.1)
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.joined = True
         logger.info(
             "consumer %s assigned %s",
             self.spec.name,

@@ -117,3 +117,30 @@ def test_kafka_topics_end_offsets_match_what_was_published(pipeline, capsys):
         if line.startswith(topic_name("orders") + " ")
     )
     assert row.split()[-1] == "5"
+
+
+# The client settings of local runs (README "Running it"): with the tests' shorter session
+# timeout the broker does not show the wedge.
+LOCAL_RUN_GROUP_SETTINGS = {
+    "KAFKA_SESSION_TIMEOUT_MS": "6000",
+    "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+}
+
+
+@pytest.mark.parametrize("seconds_into_join", [0.0, 1.0])
+def test_a_consumer_stopped_during_its_join_does_not_wedge_its_group(pipeline, seconds_into_join):
+    # Given a consumer stopped while its group is still forming (a crash-looping or
+    # redeployed worker); before the fix its replacements waited 80 s and more, unassigned
+    first = pipeline.consumer("inventory", **LOCAL_RUN_GROUP_SETTINGS)
+    wait_until(lambda: "consumer inventory started" in first.log(), timeout=60)
+    time.sleep(seconds_into_join)  # the moment of the stop within the join, not a wait
+    assert first.terminate(timeout=30) == 0
+    assert "completing the join first" in first.log()
+
+    # When a replacement starts
+    started = time.monotonic()
+    replacement = pipeline.consumer("inventory", **LOCAL_RUN_GROUP_SETTINGS)
+
+    # Then it is assigned partitions within a normal join (about half a session timeout)
+    wait_until(lambda: "assigned" in replacement.log(), timeout=30, message="an assignment")
+    print(f"\nreplacement assigned after {time.monotonic() - started:.1f}s")

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from kafka_bridge.contracts import EventDecodeError, OrderCreatedV1, event_decode
+from kafka_bridge.contracts import EventDecodeError, OrderCreatedV2, event_decode
 from kafka_bridge.correlation import correlation_scope
 from kafka_bridge.models import OutboxEvent
 from kafka_bridge.outbox import NewEvent, outbox_event_record, outbox_events_record, relay_wake
@@ -16,13 +16,14 @@ from kafka_bridge.outbox import NewEvent, outbox_event_record, outbox_events_rec
 pytestmark = pytest.mark.django_db
 
 
-def _order_created(order_id: uuid.UUID) -> OrderCreatedV1:
-    return OrderCreatedV1(
+def _order_created(order_id: uuid.UUID) -> OrderCreatedV2:
+    return OrderCreatedV2(
         order_id=order_id,
         customer_id=7,
         currency="EUR",
         total=Decimal("12.50"),
         items=[{"sku": "MUG-1", "quantity": 1, "unit_price": Decimal("12.50")}],
+        sales_channel="web",
     )
 
 

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from kafka_bridge.models import OutboxEvent
 from orders.models import Order
+from testing.factories import SHIPPING_ADDRESS as ADDRESS
 from testing.factories import api_client_for, customer_create, product_with_stock
 
 ORDERS_URL = "/api/orders/"
@@ -30,6 +31,57 @@ def _items(*pairs: tuple[str, int]) -> dict:
 
 
 # --- create ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_channel_and_address_are_stored_returned_and_carried_by_the_v2_event():
+    customer = customer_create()
+    product = product_with_stock(sku="MUG-1")
+    body = {**_items((product.sku, 1)), "sales_channel": "mobile_app", "shipping_address": ADDRESS}
+
+    response = _post_order(api_client_for(customer), body)
+
+    assert response.status_code == 201, response.content
+    created = response.json()
+    assert created["sales_channel"] == "mobile_app"
+    assert created["shipping_address"] == {**ADDRESS, "line2": ""}
+    order = Order.objects.get(id=created["id"])
+    assert (order.sales_channel, order.shipping_address) == ("mobile_app", {**ADDRESS, "line2": ""})
+    detail = api_client_for(customer).get(_order_url(order.id)).json()
+    assert detail["shipping_address"]["city"] == "London"
+    envelope = OutboxEvent.objects.get(event_type="orders.created").envelope
+    assert envelope["schema_version"] == 2
+    assert envelope["data"]["sales_channel"] == "mobile_app"
+    assert envelope["data"]["shipping_address"] == {**ADDRESS, "line2": ""}
+
+
+@pytest.mark.django_db
+def test_without_channel_and_address_an_order_is_a_web_order_shipping_nowhere():
+    customer = customer_create()
+    product = product_with_stock()
+
+    response = _post_order(api_client_for(customer), _items((product.sku, 1)))
+
+    assert response.status_code == 201, response.content
+    assert (response.json()["sales_channel"], response.json()["shipping_address"]) == ("web", None)
+    data = OutboxEvent.objects.get(event_type="orders.created").envelope["data"]
+    assert (data["sales_channel"], data["shipping_address"]) == ("web", None)
+
+
+@pytest.mark.django_db
+def test_same_idempotency_key_with_another_address_is_422():
+    customer = customer_create()
+    product = product_with_stock()
+    client = api_client_for(customer)
+    body = {**_items((product.sku, 1)), "shipping_address": ADDRESS}
+    assert _post_order(client, body, **{"Idempotency-Key": "k"}).status_code == 201
+
+    moved = {**body, "shipping_address": {**ADDRESS, "city": "Paris", "country": "FR"}}
+    response = _post_order(client, moved, **{"Idempotency-Key": "k"})
+
+    assert response.status_code == 422, response.content
+    assert _post_order(client, body, **{"Idempotency-Key": "k"}).status_code == 201
+    assert Order.objects.count() == 1
 
 
 @pytest.mark.django_db
@@ -504,6 +556,25 @@ INVALID_BODIES = [
     pytest.param(_items((KNOWN, 1), (KNOWN, 2)), "items", id="duplicate-sku"),
     pytest.param(
         _items(*[(f"L-{n}", 1) for n in range(MAX_LINES + 1)]), "items", id="too-many-lines"
+    ),
+    pytest.param({**_items((KNOWN, 1)), "sales_channel": "fax"}, "sales_channel", id="channel"),
+    pytest.param(
+        {**_items((KNOWN, 1)), "shipping_address": {**ADDRESS, "country": "Germany"}},
+        "country",
+        id="address-country-not-iso",
+    ),
+    pytest.param(
+        {**_items((KNOWN, 1)), "shipping_address": {**ADDRESS, "city": "  "}},
+        "city",
+        id="address-city-blank",
+    ),
+    pytest.param(
+        {**_items((KNOWN, 1)), "shipping_address": {"name": "Ada"}},
+        "line1",
+        id="address-incomplete",
+    ),
+    pytest.param(
+        {**_items((KNOWN, 1)), "shipping_address": "Berlin"}, "shipping_address", id="address-str"
     ),
     pytest.param([{"sku": KNOWN, "quantity": 1}], "non_field_errors", id="body-is-list"),
     pytest.param("items", "non_field_errors", id="body-is-string"),

@@ -4,8 +4,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
+from ecommerce.services import api_token_issue, api_tokens_revoke
 from inventory.models import Product
 from inventory.services import product_create
 
@@ -21,8 +21,10 @@ DEMO_PRODUCTS = [
 
 class Command(BaseCommand):
     help = (
-        "Create demo products with stock, a demo customer with an API token and a staff "
-        "user for the admin. Idempotent: existing rows are left as they are."
+        "Create demo products with stock, a demo customer and a staff user for the admin, "
+        "and issue both a new API token (only a digest of a token is stored, so an earlier "
+        "one cannot be shown again; their earlier tokens are revoked). Otherwise "
+        "idempotent: existing rows are left as they are."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -41,10 +43,14 @@ class Command(BaseCommand):
         demo = users.filter(username=customer).first() or users.create_user(
             username=customer, password=password, email=f"{customer}@example.com"
         )
-        if not users.filter(username=admin).exists():
-            users.create_superuser(username=admin, password=password, email=f"{admin}@example.com")
-        token, _ = Token.objects.get_or_create(user=demo)
+        staff = users.filter(username=admin).first() or users.create_superuser(
+            username=admin, password=password, email=f"{admin}@example.com"
+        )
+        tokens = {}
+        for user in (demo, staff):
+            api_tokens_revoke(tokens=user.api_tokens.all())
+            tokens[user] = api_token_issue(user=user)
         self.stdout.write(
-            f"seeded {created} new products; customer {customer!r} token {token.key}; "
-            f"admin user {admin!r} (password {password!r})"
+            f"seeded {created} new products; customer {customer!r} token {tokens[demo]}; "
+            f"admin user {admin!r} (password {password!r}) staff token {tokens[staff]}"
         )
