@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kafka_bridge.consumer import ConsumerRunner
 from kafka_bridge.lifecycle import StopFlag
+from kafka_bridge.metrics import metrics_serve
 from kafka_bridge.registry import CONSUMERS, consumer_spec_get
 
 
@@ -26,4 +27,8 @@ class Command(BaseCommand):
             runner = ConsumerRunner(spec=spec, stop=StopFlag().install())
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
+        try:
+            metrics_serve()
+        except OSError as exc:
+            raise CommandError(f"cannot serve metrics on METRICS_PORT: {exc}") from None
         runner.run()
