@@ -204,7 +204,10 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "cache",
-        "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+        # Every API request reads its rate-limit counters here: a frozen Redis must cost a
+        # request a fraction of a second (then limits are off for a while, see
+        # ecommerce.throttling), not the 2 s the workers' Redis client waits.
+        "OPTIONS": {"socket_timeout": 0.25, "socket_connect_timeout": 0.25},
     }
 }
 
