@@ -5,9 +5,14 @@
     WEB_CONCURRENCY  worker processes; default: CPUs available + 1 (3 on 2 cores)
     WEB_THREADS      threads per worker; default 4
     WEB_BIND         address; default 0.0.0.0:8000
+    PROMETHEUS_MULTIPROC_DIR  where workers keep their metrics; default a fresh directory
+                     under the system's temporary directory
 """
 
+import glob
 import os
+import tempfile
+from typing import Any
 
 # gthread, not the default sync worker: sync workers close the connection after every
 # response (no keep-alive), and a request waiting on PostgreSQL would idle its whole process.
@@ -24,3 +29,33 @@ keepalive = 5
 accesslog = "-"
 # Compose's stop_grace_period is 30 s: requests in flight get 25 of them.
 graceful_timeout = 25
+
+# Metrics (ecommerce/metrics.py): each worker process writes its values to files in this
+# directory, and /metrics adds up every worker's, so a scrape sees the whole server whichever
+# worker answers it (prometheus-client's multiprocess mode). Set here, before any worker
+# imports prometheus_client; emptied when the server starts, so counts start from zero.
+metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    os.path.join(tempfile.gettempdir(), f"ecommerce-prometheus-{os.getpid()}"),
+)
+
+
+def _metrics_files_remove() -> None:
+    for path in glob.glob(os.path.join(metrics_dir, "*.db")):
+        os.remove(path)
+
+
+def on_starting(server: Any) -> None:
+    os.makedirs(metrics_dir, exist_ok=True)
+    _metrics_files_remove()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    # Drops the dead worker's live gauges; its counters and histograms stay counted.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    _metrics_files_remove()

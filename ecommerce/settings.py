@@ -4,6 +4,7 @@ Every value has a safe default for local runs (`make run`); production sets them
 the environment (see docker-compose.yml). Secrets never live in this file.
 """
 
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,8 +30,9 @@ SECURE = env.bool("DJANGO_SECURE", default=False)
 if SECURE:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
-    # Health checks come over plain HTTP from inside the host or cluster, not via the proxy.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz/$"]
+    # Health checks and Prometheus come over plain HTTP from inside the host or cluster,
+    # not via the proxy.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz/$", r"^readyz/$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 24 * 3600)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
@@ -62,6 +64,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so that request latency includes every other middleware.
+    "ecommerce.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -203,7 +207,10 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "cache",
-        "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+        # Every API request reads its rate-limit counters here: a frozen Redis must cost a
+        # request a fraction of a second (then limits are off for a while, see
+        # ecommerce.throttling), not the 2 s the workers' Redis client waits.
+        "OPTIONS": {"socket_timeout": 0.25, "socket_connect_timeout": 0.25},
     }
 }
 
@@ -241,6 +248,12 @@ KAFKA = {
     "HANDLER_MAX_ATTEMPTS": env.int("KAFKA_HANDLER_MAX_ATTEMPTS", default=5),
     "HANDLER_BACKOFF_BASE_SECONDS": env.float("KAFKA_HANDLER_BACKOFF_BASE_SECONDS", default=0.2),
     "HANDLER_BACKOFF_MAX_SECONDS": env.float("KAFKA_HANDLER_BACKOFF_MAX_SECONDS", default=5.0),
+    # Our local and test broker (Tansu) reports wrong end offsets (../shared/broker/README.md):
+    # the local stack and the test harness set this, and lag figures then say so.
+    "END_OFFSETS_APPROXIMATE": env.bool("KAFKA_END_OFFSETS_APPROXIMATE", default=False),
+    # How often librdkafka reports a consumer's statistics, from which the per-partition lag
+    # gauge is read (only while the worker serves metrics).
+    "STATISTICS_INTERVAL_MS": env.int("KAFKA_STATISTICS_INTERVAL_MS", default=5000),
     # Names this process among the instances of a transactional consumer (order_rate): its
     # transactional.id is "<group>.<instance id>". Keep it stable across restarts of one
     # instance (a restart then fences its predecessor and aborts its open transaction at
@@ -292,6 +305,18 @@ REPORTING = {
 
 # Redis keys that short-circuit redelivered events; the database table is the backstop.
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=7 * 24 * 3600)
+
+# --- Observability ----------------------------------------------------------------------
+# Worker processes (run_relay, run_consumer) serve Prometheus metrics on this port when it is
+# set; the web tier serves them at /metrics (gunicorn workers aggregated: gunicorn.conf.py).
+METRICS_PORT = env.int("METRICS_PORT", default=None)
+METRICS_ADDR = env.str("METRICS_ADDR", default="0.0.0.0")
+# Workers touch a file here every loop; `manage.py worker_alive <worker>` checks its age.
+WORKER_HEARTBEAT_DIR = Path(
+    env.str("WORKER_HEARTBEAT_DIR", default=f"{tempfile.gettempdir()}/ecommerce-heartbeats")
+)
+# /readyz/ gives each dependency (database, Redis, Kafka metadata) this long to answer.
+READINESS_TIMEOUT_SECONDS = env.float("READINESS_TIMEOUT_SECONDS", default=2.0)
 
 # --- Orders -----------------------------------------------------------------------------
 ORDERS = {

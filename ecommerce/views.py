@@ -1,5 +1,7 @@
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
+
+from ecommerce.health import OK, readiness_check
 
 
 @require_GET
@@ -7,3 +9,14 @@ def healthz(request: HttpRequest) -> HttpResponse:
     """Liveness: the web process answers. Touches no database, broker or Redis, so the
     benchmark also uses it to measure the HTTP path alone (load generator + gunicorn)."""
     return HttpResponse(b"ok", content_type="text/plain")
+
+
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: 200 when the database, Redis and Kafka all answer in time, else 503 with
+    the ones that did not under "down"."""
+    checks = readiness_check()
+    down = sorted(name for name, result in checks.items() if result != OK)
+    if down:
+        return JsonResponse({"status": "unavailable", "down": down, "checks": checks}, status=503)
+    return JsonResponse({"status": "ready", "checks": checks})

@@ -120,6 +120,14 @@ class ConsumerSpec:
     def output(self) -> TransactionalOutput:
         return import_string(self.output_path)
 
+    @cached_property
+    def handler_names(self) -> dict[Handler, str]:
+        """Each handler's name in metrics: the last part of its dotted path."""
+        return {
+            self.handlers[event_type]: path.rsplit(".", 1)[-1]
+            for event_type, path in self.handler_paths.items()
+        }
+
 
 CONSUMERS: dict[str, ConsumerSpec] = {
     spec.name: spec

@@ -43,7 +43,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from kafka_bridge.client import pipeline_topics, producer_config, topic_name, topics_ensure
+from kafka_bridge.heartbeat import Heartbeat
 from kafka_bridge.lifecycle import StopFlag
+from kafka_bridge.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 from kafka_bridge.models import OutboxEvent
 from kafka_bridge.outbox import RELAY_WAKE_CHANNEL
 from kafka_bridge.redis_client import redis_client
@@ -286,9 +288,14 @@ class OutboxRelay:
 
     def _outcomes_committed(self) -> None:
         # Until now a database error left the outcomes to be recorded again next time.
-        if any(batch.failed for batch in self._acked):
+        failed = sum(len(batch.failed) for batch in self._acked)
+        if failed:
             self.failed_recently = True
-        self.published_total += sum(len(batch.delivered) for batch in self._acked)
+            OUTBOX_PUBLISH_FAILURES.inc(failed)
+        published = sum(len(batch.delivered) for batch in self._acked)
+        if published:
+            self.published_total += published
+            OUTBOX_PUBLISHED.inc(published)
         self._acked.clear()
 
     def _settle_all(self) -> tuple[int, bool]:
@@ -312,10 +319,12 @@ class OutboxRelay:
         poll_interval = settings.OUTBOX["POLL_INTERVAL_SECONDS"]
         topics_ensure(pipeline_topics())
         wake = WakeSignal()
+        heartbeat = Heartbeat("relay")
         logger.info("outbox relay started")
         last_report = time.monotonic()
         try:
             while not stop.stopping:
+                heartbeat.beat()
                 if not self.active:
                     # Recycling the connection would drop the lock with batches in flight.
                     close_old_connections()

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import Sum
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from ecommerce.localservices import LocalService
+from ecommerce.services import api_token_issue
 from ecommerce.supervisor import Child, Supervisor
 from inventory.models import Reservation, StockLevel
 from kafka_bridge.models import OutboxEvent
@@ -79,11 +79,24 @@ class PlacedOrder:
     seconds: float
 
 
+# Only a digest of an API token is stored, so the keys issued to test customers are kept
+# here, one per customer, for every order they post.
+_api_keys: dict[tuple[object, str], str] = {}
+_api_keys_lock = threading.Lock()
+
+
+def _api_key_for(customer: AbstractBaseUser) -> str:
+    identity = (customer.pk, customer.get_username())  # unique within a test run
+    with _api_keys_lock:
+        if identity not in _api_keys:
+            _api_keys[identity] = api_token_issue(user=customer)
+        return _api_keys[identity]
+
+
 def order_post(request: OrderRequest) -> PlacedOrder:
     """POST one order through the API as its customer (token authentication)."""
-    token, _ = Token.objects.get_or_create(user=request.customer)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {_api_key_for(request.customer)}")
     started = time.monotonic()
     response = client.post(
         "/api/orders/",
@@ -109,7 +122,7 @@ def orders_place_concurrently(
     seconds) before each of its requests to spread the load over time. Returns the placed
     orders in request order; any answer other than 201 fails the test."""
     for customer in {r.customer.pk: r.customer for r in requests}.values():
-        Token.objects.get_or_create(user=customer)
+        _api_key_for(customer)  # issued here, not by the threads at once
 
     def place(indexed: tuple[int, OrderRequest]) -> PlacedOrder:
         index, request = indexed

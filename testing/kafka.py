@@ -36,6 +36,19 @@ def event_envelope(
     ).encode()
 
 
+def order_paid_event(customer_id: int) -> tuple[str, bytes]:
+    """An orders.paid event of a new order (one notification for the notifications
+    consumer): its event id and bytes."""
+    order_id, event_id = str(uuid.uuid4()), str(uuid.uuid4())
+    data = {
+        "order_id": order_id,
+        "customer_id": customer_id,
+        "previous_status": "reserved",
+        "status": "paid",
+    }
+    return event_id, event_envelope("orders.paid", data, aggregate_id=order_id, event_id=event_id)
+
+
 def messages_produce(logical_topic: str, key: str, values: list[bytes]) -> None:
     """Send values to a topic of this test's namespace, in order, with one key (so one
     partition) and the partitioner our producers use."""

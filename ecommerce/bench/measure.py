@@ -94,6 +94,18 @@ class HopStats:
         }
 
 
+NOTICE = "notification"
+# Which consumer group records each step of the saga's critical path.
+PRODUCED_BY = {
+    "inventory.reserved": "inventory",
+    "inventory.failed": "inventory",
+    "payments.processed": "orders",
+    "payments.failed": "orders",
+    "orders.paid": "orders",
+    NOTICE: "notifications",
+}
+
+
 def critical_path_breakdown(order_ids: Sequence[str], namespace: str) -> dict[str, object]:
     """Split created → last notice into hops along the chain of causes, read backwards from
     the final notice (each envelope names its causation event):
@@ -127,23 +139,26 @@ def critical_path_breakdown(order_ids: Sequence[str], namespace: str) -> dict[st
     totals: dict[str, list[float]] = defaultdict(list)
     complete = 0
     for order_id, (notice_at, cause_id) in notices.items():
-        chain = []  # (event row, when its successor was created)
-        successor_at, event_id = notice_at, cause_id
+        chain = []  # (event row, when its successor was created, the successor's kind)
+        successor_at, successor_kind, event_id = notice_at, NOTICE, cause_id
         while event_id is not None and event_id in events and len(chain) < 20:
             row = events[event_id]
-            chain.append((row, successor_at))
-            successor_at = row["created_at"]
+            chain.append((row, successor_at, successor_kind))
+            successor_at, successor_kind = row["created_at"], row["event_type"]
             causation = json.loads(bytes(row["value"])).get("causation_id")
             event_id = uuid.UUID(causation) if causation else None
         chain.reverse()
         if not chain or chain[0][0]["event_type"] != "orders.created":
             continue
         parts = []
-        for index, (row, next_at) in enumerate(chain):
+        for index, (row, next_at, next_kind) in enumerate(chain):
             start = created[order_id] if index == 0 else row["created_at"]
-            # The group that produced the next step: the last to process it before then.
+            # The group that produced the next step (several groups read some events, e.g.
+            # orders.created), else the last to process this one before then.
             candidates = [
-                (at, group) for group, at in processed.get(row["event_id"], []) if at <= next_at
+                (at, group)
+                for group, at in processed.get(row["event_id"], [])
+                if at <= next_at and PRODUCED_BY.get(next_kind, group) == group
             ]
             if row["published_at"] is None or not candidates:
                 break

@@ -76,7 +76,12 @@ client = Client()
 plain = client.get("/api/products/")
 healthz = client.get("/healthz/")
 secure = client.get("/healthz/", HTTP_X_FORWARDED_PROTO="https")
+# Prometheus and the readiness check come over plain HTTP too (ready or not, no redirect).
+metrics = client.get("/metrics")
+readyz = client.get("/readyz/")
 print(json.dumps({
+    "metrics": metrics.status_code,
+    "readyz": readyz.status_code,
     "plain": [plain.status_code, plain.headers.get("Location")],
     "healthz": [healthz.status_code, healthz.content.decode()],
     "secure_hsts": secure.headers.get("Strict-Transport-Security"),
@@ -98,9 +103,12 @@ def test_production_redirects_to_https_except_the_health_check():
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout.strip().splitlines()[-1])
 
-    # Then plain HTTP is redirected to HTTPS, except /healthz/ (compose's health check)
+    # Then plain HTTP is redirected to HTTPS, except /healthz/, /readyz/ and /metrics
+    # (compose's health check and Prometheus)
     assert seen["plain"] == [301, "https://testserver/api/products/"]
     assert seen["healthz"] == [200, "ok"]
+    assert seen["metrics"] == 200
+    assert seen["readyz"] in (200, 503)
     # And HTTPS answers carry HSTS, for subdomains too; cookies are secure-only
     assert seen["secure_hsts"] == "max-age=31536000; includeSubDomains; preload"
     assert seen["cookies_secure"] == [True, True]

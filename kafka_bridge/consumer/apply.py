@@ -8,8 +8,9 @@ aggregate, so events can be grouped by handler (in order of first appearance) wi
 reordering anything that matters; each handler gets its events in offset order.
 """
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
@@ -25,6 +26,8 @@ from .idempotency import processed_events_known, processed_events_mark
 class Applied:
     processed: list[Event]
     duplicates: list[Event]  # already processed by this group (the database said so)
+    # Seconds each handler spent on this unit, both phases and every wave together.
+    handler_seconds: dict[Handler, float] = field(default_factory=dict)
 
 
 def waves(events: Sequence[Event]) -> list[list[Event]]:
@@ -61,21 +64,33 @@ def events_apply(*, group: str, events: Sequence[Event], handlers: dict[str, Han
         for handler, batch in by_handler(events, handlers)
         if isinstance(handler, TwoPhaseHandler)
     ]
+    seconds: dict[Handler, float] = {}
+
+    def timed(handler: Handler, started: float) -> None:
+        seconds[handler] = seconds.get(handler, 0.0) + time.perf_counter() - started
+
     with causing_events(events):
         # I/O that must not hold a transaction open runs first, for the whole batch, on
         # the events the database does not already know as processed.
         done = processed_events_known(group=group, events=events) if two_phase else set()
-        prepared: dict[int, Any] = {
-            id(handler): handler.prepare([e for e in batch if e.event_id not in done])
-            for handler, batch in two_phase
-        }
+        prepared: dict[int, Any] = {}
+        for handler, batch in two_phase:
+            started = time.perf_counter()
+            prepared[id(handler)] = handler.prepare([e for e in batch if e.event_id not in done])
+            timed(handler, started)
         with transaction.atomic():
             new_ids = processed_events_mark(group=group, events=events)
             fresh = [e for e in events if e.event_id in new_ids]
             for wave in waves(fresh):
                 for handler, batch in by_handler(wave, handlers):
+                    started = time.perf_counter()
                     if isinstance(handler, TwoPhaseHandler):
                         handler.apply(batch, prepared[id(handler)])
                     else:
                         handler(batch)
-    return Applied(processed=fresh, duplicates=[e for e in events if e.event_id not in new_ids])
+                    timed(handler, started)
+    return Applied(
+        processed=fresh,
+        duplicates=[e for e in events if e.event_id not in new_ids],
+        handler_seconds=seconds,
+    )

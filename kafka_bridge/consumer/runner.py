@@ -31,7 +31,9 @@ from django.db import close_old_connections, transaction
 
 from kafka_bridge.client import consumer_config, group_name, topic_name
 from kafka_bridge.contracts import Event
+from kafka_bridge.heartbeat import Heartbeat
 from kafka_bridge.lifecycle import StopFlag
+from kafka_bridge.metrics import ConsumerMetrics
 from kafka_bridge.registry import ConsumerSpec
 
 from .apply import events_apply
@@ -65,9 +67,12 @@ class ConsumerRunner:
         self.retry = RetryPolicy.from_settings(kafka)
         self.batch_size = max(1, kafka["CONSUMER_BATCH_SIZE"])
         self.batch_max_wait = kafka["CONSUMER_BATCH_MAX_WAIT_MS"] / 1000
-        self.consumer = Consumer(
-            consumer_config(group_id=self.group, role=f"consumer-{self.spec.name}")
-        )
+        self.metrics = ConsumerMetrics(self.group)
+        config = consumer_config(group_id=self.group, role=f"consumer-{self.spec.name}")
+        if settings.METRICS_PORT is not None:
+            config.update(self.metrics.statistics_config())  # the per-partition lag gauge
+        self.consumer = Consumer(config)
+        self.heartbeat = Heartbeat(f"consumer-{self.spec.name}")
         self._physical_to_logical = {topic_name(t): t for t in self.spec.topics}
         self.offsets = OffsetCommitter(
             consumer=self.consumer,
@@ -94,11 +99,15 @@ class ConsumerRunner:
         last_report = time.monotonic()
         try:
             while not self.stop.stopping:
+                self.heartbeat.beat()
                 messages = self._poll_batch()
                 if messages:
                     close_old_connections()
+                    self.metrics.batch_polled(messages)
+                    started = time.perf_counter()
                     raw = self.spec.is_raw
                     self.handle_batch([received_decode(m, raw=raw) for m in messages])
+                    self.metrics.batch_duration.observe(time.perf_counter() - started)
                 self.offsets.commit_if_due()
                 if time.monotonic() - last_report > 30 and self.stats.processed:
                     logger.info(
@@ -192,6 +201,7 @@ class ConsumerRunner:
                 return False
             close_old_connections()
             attempts += 1
+            self.metrics.retries.inc()
             try:
                 self._process([item])
             except Exception as retry_exc:
@@ -203,11 +213,19 @@ class ConsumerRunner:
     def _process(self, items: Sequence[Received]) -> None:
         """Apply one unit; raises if it must be retried. Statistics count only on success."""
         if self.spec.is_raw:
+            started = time.perf_counter()
             with transaction.atomic():
                 for item in items:
                     self.spec.message_handler(item.message)
             self.stats.processed += len(items)
             self.stats.batches += 1
+            handler = self.spec.message_handler_path.rsplit(".", 1)[-1]
+            self.metrics.batch_applied(
+                processed=len(items),
+                ignored=0,
+                duplicates={},
+                handler_seconds={handler: time.perf_counter() - started},
+            )
             return
         undecodable = [item for item in items if item.undecodable is not None]
         if len(items) == 1 and undecodable:
@@ -217,9 +235,12 @@ class ConsumerRunner:
         todo = [event for event in events if event.event_id not in seen]
         processed: list[Event] = []
         database_duplicates: list[Event] = []
+        handler_seconds: dict[str, float] = {}
         if todo:
             applied = events_apply(group=self.group, events=todo, handlers=self.spec.handlers)
             processed, database_duplicates = applied.processed, applied.duplicates
+            names = self.spec.handler_names
+            handler_seconds = {names[h]: s for h, s in applied.handler_seconds.items()}
             self.redis.remember(todo)
         # Dead letters go out after the batch committed: a failed commit redelivers all.
         for item in undecodable:
@@ -240,6 +261,16 @@ class ConsumerRunner:
         self.stats.duplicates += len(repeated) + len(seen) + len(database_duplicates)
         self.stats.skipped += skipped
         self.stats.batches += 1
+        self.metrics.batch_applied(
+            processed=len(processed),
+            ignored=skipped,
+            duplicates={
+                "batch": len(repeated),
+                "redis": len(seen),
+                "database": len(database_duplicates),
+            },
+            handler_seconds=handler_seconds,
+        )
 
     def _handled_once(self, items: Sequence[Received]) -> tuple[list[Event], int, list[Event]]:
         """The decoded events this consumer handles, each once: (events, how many were
@@ -264,6 +295,7 @@ class ConsumerRunner:
     def _dead_letter(self, item: Received, exc: BaseException, attempts: int) -> None:
         dlq_topic = self.dead_letters.write(item.message, exc, attempts)
         self.stats.dead_lettered += 1
+        self.metrics.dead_lettered(item.message.topic())
         logger.error(
             "consumer %s: %s dead-lettered to %s after %d attempt(s): %s: %s",
             self.spec.name,

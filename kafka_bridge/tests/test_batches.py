@@ -6,7 +6,6 @@ Events that must land in one batch are produced before their consumer starts: it
 fetch then brings them all, and the consumer takes them as one batch (its log says so)."""
 
 import json
-import uuid
 
 import pytest
 
@@ -15,25 +14,13 @@ from kafka_bridge.models import DeadLetter, ProcessedEvent
 from notifications.models import Notification
 from orders.models import Payment
 from testing.factories import customer_create, order_place_via_api, product_with_stock
-from testing.kafka import committed_offset, event_envelope, messages_produce, topic_read_all
+from testing.kafka import committed_offset, messages_produce, order_paid_event, topic_read_all
 from testing.polling import wait_until
 from testing.saga import gateway_calls, order_status
 
 pytestmark = pytest.mark.integration
 
 SLOW_PROVIDER = {"PAYMENTS_FAKE_LATENCY_MS": "4000"}
-
-
-def _paid(customer_id: int) -> tuple[str, bytes]:
-    """An orders.paid event (one notification for the notifications consumer): id, bytes."""
-    order_id, event_id = str(uuid.uuid4()), str(uuid.uuid4())
-    data = {
-        "order_id": order_id,
-        "customer_id": customer_id,
-        "previous_status": "reserved",
-        "status": "paid",
-    }
-    return event_id, event_envelope("orders.paid", data, aggregate_id=order_id, event_id=event_id)
 
 
 def _notified_event_ids() -> set[str]:
@@ -44,8 +31,8 @@ def test_a_poison_event_mid_batch_is_dead_lettered_and_the_events_around_it_comm
     # Given five events on one partition, the middle one naming a customer that does not
     # exist (a permanent error inside the handler, which fails the whole batch)
     customer = customer_create()
-    good = [_paid(customer.pk) for _ in range(4)]
-    poison_id, poison = _paid(999_999_999)
+    good = [order_paid_event(customer.pk) for _ in range(4)]
+    poison_id, poison = order_paid_event(999_999_999)
     values = [value for _, value in good]
     messages_produce("orders", str(customer.pk), [*values[:2], poison, *values[2:]])
 
@@ -69,7 +56,7 @@ def test_a_poison_event_mid_batch_is_dead_lettered_and_the_events_around_it_comm
 
 def test_an_undecodable_message_mid_batch_does_not_split_the_batch(pipeline):
     customer = customer_create()
-    good = [_paid(customer.pk) for _ in range(4)]
+    good = [order_paid_event(customer.pk) for _ in range(4)]
     values = [value for _, value in good]
     messages_produce("orders", str(customer.pk), [*values[:2], b"\x00 not JSON", *values[2:]])
 
@@ -88,7 +75,10 @@ def test_an_undecodable_message_mid_batch_does_not_split_the_batch(pipeline):
 
 def test_the_same_event_twice_in_one_batch_has_one_effect(pipeline):
     customer = customer_create()
-    (twice_id, twice), (other_id, other) = _paid(customer.pk), _paid(customer.pk)
+    (twice_id, twice), (other_id, other) = (
+        order_paid_event(customer.pk),
+        order_paid_event(customer.pk),
+    )
     messages_produce("orders", str(customer.pk), [twice, other, twice])
 
     notifications = pipeline.consumer("notifications")

@@ -1,9 +1,11 @@
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kafka_bridge.client import admin_client, common_config, pipeline_topics, topics_ensure
+from kafka_bridge.lag import END_OFFSETS_APPROXIMATE_NOTE
 
 
 class Command(BaseCommand):
@@ -44,3 +46,5 @@ class Command(BaseCommand):
                 self.stdout.write(f"{name:<40} {len(topic.partitions):>10} {end:>18}")
         finally:
             probe.close()
+        if settings.KAFKA["END_OFFSETS_APPROXIMATE"]:
+            self.stdout.write(END_OFFSETS_APPROXIMATE_NOTE)

@@ -10,6 +10,7 @@ from kafka_bridge.consumer.transactional import (
     TransactionalProducerFailed,
 )
 from kafka_bridge.lifecycle import StopFlag
+from kafka_bridge.metrics import metrics_serve
 from kafka_bridge.registry import CONSUMERS, consumer_spec_get
 
 
@@ -34,6 +35,10 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         except KafkaException as exc:  # a transactional producer could not initialise
             raise CommandError(f"consumer {name} cannot start: {exc}") from None
+        try:
+            metrics_serve()
+        except OSError as exc:
+            raise CommandError(f"cannot serve metrics on METRICS_PORT: {exc}") from None
         try:
             runner.run()
         except TransactionalProducerFailed as exc:

@@ -1,8 +1,9 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from kafka_bridge.lifecycle import StopFlag
+from kafka_bridge.metrics import metrics_serve
 from kafka_bridge.relay import OutboxRelay
 
 
@@ -13,4 +14,9 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        OutboxRelay().run(StopFlag().install())
+        stop = StopFlag().install()
+        try:
+            metrics_serve(outbox=True)
+        except OSError as exc:
+            raise CommandError(f"cannot serve metrics on METRICS_PORT: {exc}") from None
+        OutboxRelay().run(stop)
