@@ -3,6 +3,7 @@ events with known times → the order_rate aggregator (Kafka transactions) →
 metrics.order.rate → the order_rate_windows consumer → the table the staff API reads."""
 
 import json
+import re
 import uuid
 from datetime import datetime, timedelta
 
@@ -205,3 +206,57 @@ def test_aborted_output_is_never_visible_to_readers(pipeline):
     # and a read_committed reader of the topic sees no trace of the aborted record
     committed = topic_read_all(topic_name(ORDER_RATE_TOPIC), expected=1)
     assert [json.loads(message.value())["orders"] for message in committed] == [2]
+
+
+def test_two_aggregator_instances_share_the_partitions_and_the_counts(pipeline):
+    # Given two instances of the aggregator, each with its own transactional.id, sharing the
+    # orders topic's partitions, and five minutes of lateness (nothing arrives too late)
+    instances = [
+        pipeline.consumer(
+            "order_rate",
+            KAFKA_INSTANCE_ID=name,
+            ORDER_RATE_ALLOWED_LATENESS_SECONDS="300",
+            label=f"order_rate-{name}",
+        )
+        for name in ("a", "b")
+    ]
+    pipeline.consumer("order_rate_windows")
+    # (cooperative-sticky: once the second has partitions, the first has given them up)
+    wait_until(
+        lambda: all(re.search(r"assigned \S+\[\d+\]", i.log()) for i in instances),
+        timeout=30,
+        message="both instances own partitions",
+    )
+
+    # When 24 customers (all partitions) each place an order in each of minutes 0 to 2
+    for customer_id in range(1, 25):
+        times = [_minute(minute, customer_id) for minute in range(3)]
+        messages_produce("orders", str(customer_id), _orders_at(times, customer_id=customer_id))
+    wait_until(
+        lambda: sum(OrderRateWindowState.objects.values_list("orders", flat=True)) == 72,
+        timeout=60,
+        message="72 orders counted",
+    )
+    # and one more order moves the watermark past minute 2
+    messages_produce("orders", "1", _orders_at([_minute(4)], customer_id=1))
+
+    # Then each minute is published with its exact count, whichever instance counted what
+    wait_until(
+        lambda: (
+            {s: f[0] for s, f in _figures().items()}
+            == {_minute(0): 24, _minute(1): 24, _minute(2): 24}
+        ),
+        timeout=60,
+        message=f"24 orders in each of minutes 0-2 (have {_figures()})",
+    )
+    assert all(f[2] == 0 for f in _figures().values())
+    ids = {
+        line.rsplit(" ", 1)[-1]
+        for i in instances
+        for line in i.log().splitlines()
+        if "transactional.id" in line
+    }
+    assert len(ids) == 2 and all(i.endswith((".a", ".b")) for i in ids)
+    for instance in instances:
+        assert instance.terminate() == 0
+        assert int(re.search(r"processed=(\d+)", instance.log()).group(1)) > 0, instance.log()
