@@ -79,7 +79,7 @@ class ConsumerSpec:
     # A raw consumer gets each Kafka message itself (no envelope decoding, no per-event
     # dedupe): its handler must be idempotent on the message position. It runs once per
     # message, inside the batch transaction. Raising PermanentEventError dead-letters the
-    # message (except for the consumer of the DLQs: see `dead_letters`).
+    # message (except for the consumer of the DLQs: see `writes_dead_letters`).
     message_handler_path: str = ""
     message_topics: tuple[str, ...] = ()
     # A transactional consumer: the logical topic its output goes to, and the dotted path of
@@ -96,7 +96,7 @@ class ConsumerSpec:
         return bool(self.output_topic)
 
     @property
-    def dead_letters(self) -> bool:
+    def writes_dead_letters(self) -> bool:
         """Whether messages it gives up on go to a DLQ: not for the consumer of the DLQs
         themselves, which retries until a message is stored."""
         return not any(topic.endswith(".dlq") for topic in self.topics)

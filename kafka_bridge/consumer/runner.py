@@ -181,7 +181,7 @@ class ConsumerRunner:
                 gives_up = isinstance(exc, PERMANENT_ERRORS)
             else:
                 gives_up = self.retry.gives_up(exc, attempts)
-            if self.spec.dead_letters and gives_up:
+            if self.spec.writes_dead_letters and gives_up:
                 self._dead_letter(item, exc, attempts)
                 self.offsets.store([item.message])
                 return True

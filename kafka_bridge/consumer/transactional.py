@@ -42,7 +42,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from kafka_bridge.client import producer_config, topic_name
-from kafka_bridge.registry import ConsumerSpec, TransactionalOutput
+from kafka_bridge.registry import ConsumerSpec, OutputRecord, TransactionalOutput
 
 from .offsets import OffsetCommitter, Partition
 from .runner import ConsumerRunner
@@ -123,7 +123,7 @@ class TransactionalCommitter(OffsetCommitter):
                 logger.warning("consumer %s: could not mark output published: %s", self.label, exc)
                 self._maybe_pending = True
 
-    def _transaction(self, records: list, offsets: list[TopicPartition]) -> None:
+    def _transaction(self, records: list[OutputRecord], offsets: list[TopicPartition]) -> None:
         producer = self.producer
         producer.begin_transaction()
         for record in records:

@@ -17,6 +17,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         total = Order.objects.count()
         found = 0
+        # The stream itself: OutputWrapper would end each of the bar's updates with a newline.
         with tqdm(total=total, desc="checking", unit="order", file=self.stderr._out) as bar:
             for disagreement in order_history_disagreements(progress=bar.update):
                 found += 1

@@ -22,7 +22,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, force: bool, **options: Any) -> None:
-        bar = tqdm(desc="replaying", unit="message", file=self.stderr._out)
+        bar = tqdm(
+            desc="replaying", unit="message", file=self.stderr._out
+        )  # the stream itself: OutputWrapper ends each write with a newline
 
         def progress(done: int, total: int) -> None:
             bar.total = max(total, done)
