@@ -65,6 +65,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 GENERATION_MODELS = (OrderFacts, ProductDailySales, CustomerOrderSummary)
 BATCH_SIZE = 500
+# How long one request to the broker (metadata, offsets) may take.
+KAFKA_TIMEOUT_SECONDS = 30.0
 # A replay that reads nothing for this long while short of its targets gives up.
 STALL_SECONDS = 60.0
 # (messages read, messages the replay aims for); called after every batch.
@@ -210,7 +212,7 @@ def _rebuild_start(*, force: bool) -> tuple[ReadModelRebuild, int]:
 
 
 def _partitions(consumer: Consumer, topics: list[str]) -> list[Partition]:
-    metadata = consumer.list_topics(timeout=30)
+    metadata = consumer.list_topics(timeout=KAFKA_TIMEOUT_SECONDS)
     partitions = []
     for topic in topics:
         if topic not in metadata.topics:
@@ -235,13 +237,17 @@ def _targets(consumer: Consumer, partitions: list[Partition]) -> dict[Partition,
     try:
         committed = {
             (tp.topic, tp.partition): tp.offset
-            for tp in live.committed([TopicPartition(t, p) for t, p in partitions], timeout=30)
+            for tp in live.committed(
+                [TopicPartition(t, p) for t, p in partitions], timeout=KAFKA_TIMEOUT_SECONDS
+            )
         }
     finally:
         live.close()
     targets = {}
     for topic, partition in partitions:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=KAFKA_TIMEOUT_SECONDS
+        )
         if low > 0:
             raise RebuildRefused(
                 f"{topic}[{partition}] begins at offset {low}: retention deleted its oldest "

@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
+from ecommerce.localservices import free_port
 from kafka_bridge.models import OutboxEvent, ProcessedEvent
 from orders.models import Order
 from orders.services import order_cancel, order_deliver, order_ship
@@ -205,3 +206,15 @@ def test_a_rebuild_while_orders_keep_coming_misses_none_and_applies_none_twice(p
     call_command("rebuild_read_models", stdout=io.StringIO(), stderr=io.StringIO())
     assert ReadModelState.objects.get().live_generation == 3
     assert _snapshot() == before
+
+
+def test_an_unreachable_broker_is_one_readable_line_and_a_failed_rebuild(db, settings, monkeypatch):
+    settings.KAFKA = {**settings.KAFKA, "BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    monkeypatch.setattr("reporting.rebuild.KAFKA_TIMEOUT_SECONDS", 1.0)
+
+    with pytest.raises(CommandError, match=r"^Kafka is not reachable: "):
+        call_command("rebuild_read_models", stdout=io.StringIO(), stderr=io.StringIO())
+
+    rebuild = ReadModelRebuild.objects.get()
+    assert (rebuild.status, rebuild.generation) == ("failed", 2)
+    assert ReadModelState.objects.get().live_generation == 1

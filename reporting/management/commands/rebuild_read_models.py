@@ -1,5 +1,6 @@
 from typing import Any
 
+from confluent_kafka import KafkaException
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
@@ -35,6 +36,8 @@ class Command(BaseCommand):
             rebuild = read_models_rebuild(force=force, progress=progress)
         except (RebuildRefused, RebuildFailed) as exc:
             raise CommandError(str(exc)) from None
+        except KafkaException as exc:
+            raise CommandError(f"Kafka is not reachable: {exc}") from None
         except KeyboardInterrupt:
             raise CommandError("interrupted: the new generation was deleted") from None
         finally:
