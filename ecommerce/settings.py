@@ -132,6 +132,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Date formats of our own (ISO order, 24 h) for the admin: ecommerce/formats/.
+FORMAT_MODULE_PATH = ["ecommerce.formats"]
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
