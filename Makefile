@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast bench clean
+.PHONY: run test test-fast bench clean chromium
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python >= 3.11)"; exit 1; }
@@ -19,14 +19,22 @@ RUN_ARGS ?=
 run: $(STAMP)
 	$(BIN)/python -m ecommerce.devstack $(RUN_ARGS)
 
-test: $(STAMP)
+# Debian's Chromium and its WebDriver for the browser tests (tests/test_browser.py), installed
+# with apt-get when either is missing (CI runs as root; elsewhere through sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py check_event_contracts
 	$(BIN)/pytest
 
 # Everything but the slow fault tests: for the edit-test loop (CI runs `make test`).
-test-fast: $(STAMP)
+test-fast: $(STAMP) chromium
 	$(BIN)/pytest -m "not slow"
 
 # The pipeline as deployed, measured (README "Benchmark"). Uses KAFKA_BOOTSTRAP_SERVERS,

@@ -2,6 +2,12 @@
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import (
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, parsers, status
 from rest_framework.response import Response
@@ -13,6 +19,11 @@ class ApiDomainError(exceptions.APIException):
     def __init__(self, detail: Any, status_code: int = status.HTTP_409_CONFLICT) -> None:
         super().__init__(detail)
         self.status_code = status_code
+
+
+class RequestBodyTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
 
 
 class JSONParser(parsers.JSONParser):
@@ -32,7 +43,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     # imported before DRF's views (a script, a shell, a test importing it first).
     from rest_framework.views import exception_handler as drf_exception_handler
 
-    if isinstance(exc, DjangoValidationError):
+    # Django refuses an oversized body or form when DRF first reads it; unhandled, that is
+    # Django's HTML 400 page and an ERROR traceback in the log.
+    if isinstance(exc, RequestDataTooBig):
+        exc = RequestBodyTooLarge(
+            f"Request body too large: at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+        )
+    elif isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        exc = exceptions.ParseError(str(exc))
+    elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         )

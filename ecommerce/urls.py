@@ -1,9 +1,17 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 
 from ecommerce.metrics import metrics
-from ecommerce.views import healthz, readyz
+from ecommerce.views import healthz, not_found, readyz
+
+# Under /api/, a URL that is no route (an unknown path, a malformed order id) answers in the
+# API's error format; elsewhere Django's page. (With DJANGO_DEBUG Django shows its debug page.)
+handler404 = not_found
 
 urlpatterns = [
     path("healthz/", healthz, name="healthz"),
@@ -16,4 +24,9 @@ urlpatterns = [
     path("api/", include("reporting.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path(
+        "api/redoc/",
+        SpectacularRedocView.as_view(url_name="schema", template_name="ecommerce/redoc.html"),
+        name="redoc",
+    ),
 ]

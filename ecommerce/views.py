@@ -1,5 +1,7 @@
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
+from django.views.defaults import page_not_found
+from rest_framework.exceptions import NotFound
 
 from ecommerce.health import OK, readiness_check
 
@@ -20,3 +22,11 @@ def readyz(request: HttpRequest) -> JsonResponse:
     if down:
         return JsonResponse({"status": "unavailable", "down": down, "checks": checks}, status=503)
     return JsonResponse({"status": "ready", "checks": checks})
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 404 handler: JSON in the API's error format under /api/ (the schema declares
+    it), Django's own page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": str(NotFound.default_detail)}, status=404)
+    return page_not_found(request, exception)

@@ -9,6 +9,7 @@ other app already depends on).
 
 import contextlib
 import json
+import re
 import uuid
 from typing import Any
 
@@ -16,8 +17,9 @@ from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import Truncator
 from django.utils.timesince import timesince
 
 from kafka_bridge.dead_letters import (
@@ -26,6 +28,8 @@ from kafka_bridge.dead_letters import (
     dead_letter_replay,
 )
 from kafka_bridge.models import DeadLetter, OutboxEvent, ProcessedEvent
+
+ERROR_MESSAGE_LIST_CHARS = 160
 
 
 class ReadOnlyAdminMixin:
@@ -69,6 +73,22 @@ class ExactUUIDSearchMixin:
         if not self.get_search_fields(request):  # type: ignore[attr-defined]
             return exact, may_have_duplicates
         return results | exact, may_have_duplicates
+
+
+def wrappable(text: str) -> SafeString:
+    """`text` that may wrap after each dot or @ when its list column is narrow (a dotted
+    class name, an e-mail address) instead of widening the list beyond the window."""
+    parts = re.split(r"(?<=[.@])", text)
+    return format_html_join(mark_safe("<wbr>"), "{}", ((part,) for part in parts))
+
+
+def short_id(value: uuid.UUID, href: str = "") -> SafeString:
+    """An id for a list column: its first block, which tells rows apart on a page, with the
+    full id as the title (a full UUID wraps over several lines in a column); a link to
+    `href` if given."""
+    if href:
+        return format_html('<a href="{}" title="{}">{}</a>', href, value, str(value)[:8])
+    return format_html('<span title="{}">{}</span>', value, str(value)[:8])
 
 
 class PublishedFilter(admin.SimpleListFilter):
@@ -154,7 +174,8 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin
         "original_topic",
         "event_type",
         "consumer_group",
-        "error_class",
+        "error_class_name",
+        "error",
         "attempts",
         "status",
     )
@@ -177,6 +198,15 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin
 
     def has_resolve_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser or request.user.has_perm("kafka_bridge.view_deadletter")
+
+    @admin.display(description="error class", ordering="error_class")
+    def error_class_name(self, obj: DeadLetter) -> SafeString:
+        return wrappable(obj.error_class)  # whole, on two lines if the column is narrow
+
+    @admin.display(description="error message")
+    def error(self, obj: DeadLetter) -> str:
+        # Enough to tell failures apart in the list; the whole message is on the page.
+        return Truncator(obj.error_message).chars(ERROR_MESSAGE_LIST_CHARS)
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: DeadLetter) -> SafeString:

@@ -4,8 +4,10 @@ Replay goes back through the outbox with the original event id: consumer groups 
 already processed the event skip it as a duplicate; the group that failed processes it.
 """
 
+import json
 import uuid
 from datetime import datetime
+from typing import Any
 
 from confluent_kafka import Message
 from django.conf import settings
@@ -48,8 +50,9 @@ def dead_letter_store(*, message: Message) -> DeadLetter:
         event = message_decode(value, topic=message.topic())
         event_id, event_type = event.event_id, event.event_type
     except EventDecodeError:
-        event_id = _uuid_or_none(headers.get("event_id", ""))
-        event_type = headers.get("event_type", "")
+        event_id, event_type = _envelope_identity(value)
+        event_id = event_id or _uuid_or_none(headers.get("event_id", ""))
+        event_type = event_type or headers.get("event_type", "")
     dead_letter, _created = DeadLetter.objects.get_or_create(
         dlq_topic=message.topic(),
         dlq_partition=message.partition(),
@@ -73,11 +76,26 @@ def dead_letter_store(*, message: Message) -> DeadLetter:
     return dead_letter
 
 
-def _uuid_or_none(raw: str) -> uuid.UUID | None:
+def _uuid_or_none(raw: Any) -> uuid.UUID | None:
     try:
         return uuid.UUID(raw)
-    except ValueError:
+    except (TypeError, ValueError, AttributeError):
         return None
+
+
+def _envelope_identity(value: bytes) -> tuple[uuid.UUID | None, str]:
+    """The event id and type a JSON envelope names, though it is no event we can decode (an
+    unknown type or version, an invalid payload), so that staff see what it is."""
+    try:
+        document = json.loads(value)
+    except (ValueError, RecursionError):  # not JSON (UnicodeDecodeError is a ValueError)
+        return None, ""
+    if not isinstance(document, dict):
+        return None, ""
+    event_type = document.get("event_type")
+    if not isinstance(event_type, str):
+        event_type = ""
+    return _uuid_or_none(document.get("event_id")), event_type
 
 
 @transaction.atomic

@@ -4,15 +4,17 @@ once per event; delivery runs on Celery."""
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.safestring import SafeString
 
-from kafka_bridge.admin import ExactUUIDSearchMixin, ReadOnlyAdminMixin
+from kafka_bridge.admin import ExactUUIDSearchMixin, ReadOnlyAdminMixin, short_id, wrappable
 from notifications.models import Notification
 from notifications.services import notification_resend
 
 
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin):
-    list_display = ("customer", "order_id", "kind", "channel", "status", "created_at", "sent_at")
+    list_display = ("customer_name", "order", "kind", "channel", "status", "created_at", "sent_at")
     list_filter = ("kind", "status", "channel", "created_at")
     list_select_related = ("customer",)
     date_hierarchy = "created_at"
@@ -26,6 +28,15 @@ class NotificationAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdm
     )
     readonly_fields = ("created_at",)
     actions = ("resend",)
+
+    @admin.display(description="customer", ordering="customer__username")
+    def customer_name(self, notification: Notification) -> SafeString:
+        return wrappable(str(notification.customer))
+
+    @admin.display(description="order", ordering="order_id")
+    def order(self, notification: Notification) -> SafeString:
+        order_page = reverse("admin:orders_order_change", args=[notification.order_id])
+        return short_id(notification.order_id, href=order_page)
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
         return request.user.is_staff and request.user.has_perm("notifications.view_notification")

@@ -1,9 +1,10 @@
 import uuid
 
 from django.conf import settings
-from django.core.validators import MaxLengthValidator, MinLengthValidator
+from django.core.validators import MaxLengthValidator, MinLengthValidator, RegexValidator
 from drf_spectacular.utils import (
     OpenApiParameter,
+    OpenApiResponse,
     extend_schema,
     extend_schema_field,
     extend_schema_serializer,
@@ -18,6 +19,8 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from ecommerce.api_errors import ApiDomainError
+from ecommerce.api_fields import StrictCharField, StrictIntegerField
+from ecommerce.api_schema import ErrorSerializer, FieldErrorsSerializer
 from ecommerce.throttling import OrderCreateRateThrottle
 from kafka_bridge.contracts import ShippingAddress
 from orders.models import Order, SalesChannel
@@ -30,7 +33,7 @@ from orders.services import (
     order_deliver,
     order_ship,
 )
-from orders.status import InvalidOrderTransition
+from orders.status import InvalidOrderTransition, OrderStatus
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -39,14 +42,28 @@ class ShippingAddressSerializer(serializers.Serializer):
     """The limits of the orders.created contract's `ShippingAddress`, checked here first so
     that bad input is a 400 naming the field."""
 
-    name = serializers.CharField(max_length=200)
-    line1 = serializers.CharField(max_length=200)
-    line2 = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
-    postal_code = serializers.CharField(max_length=20)
-    city = serializers.CharField(max_length=100)
-    country = serializers.RegexField(
-        r"^[A-Z]{2}$", max_length=2, help_text="ISO 3166-1 alpha-2 code, e.g. DE."
+    name = StrictCharField(max_length=200)
+    line1 = StrictCharField(max_length=200)
+    line2 = StrictCharField(max_length=200, required=False, default="", allow_blank=True)
+    postal_code = StrictCharField(max_length=20)
+    city = StrictCharField(max_length=100)
+    country = StrictCharField(
+        max_length=2,
+        validators=[RegexValidator(r"^[A-Z]{2}$")],
+        help_text="ISO 3166-1 alpha-2 code, e.g. DE.",
     )
+
+
+@extend_schema_serializer(component_name="OrderStatusConflict")
+class OrderStatusConflictSerializer(ErrorSerializer):
+    """The order's status does not allow the action: why, and the status it is in."""
+
+    status = serializers.ChoiceField(choices=OrderStatus.choices, help_text="Its status now.")
+
+
+CONFLICT = OpenApiResponse(
+    OrderStatusConflictSerializer, description="The order's status does not allow this."
+)
 
 
 class OrderOutputSerializer(serializers.Serializer):
@@ -110,12 +127,12 @@ class OrderCollectionApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         class ItemSerializer(serializers.Serializer):
-            sku = serializers.CharField(max_length=64)
-            quantity = serializers.IntegerField(
+            sku = StrictCharField(max_length=64)
+            quantity = StrictIntegerField(
                 min_value=1, max_value=settings.ORDERS["MAX_QUANTITY_PER_LINE"]
             )
 
-        payment_token = serializers.CharField(
+        payment_token = StrictCharField(
             max_length=100,
             required=False,
             default="",
@@ -152,7 +169,13 @@ class OrderCollectionApi(APIView):
     @extend_schema(
         operation_id="orders_create",
         request=InputSerializer,
-        responses={201: OrderOutputSerializer},
+        responses={
+            201: OrderOutputSerializer,
+            422: OpenApiResponse(
+                FieldErrorsSerializer,
+                description=f"This {IDEMPOTENCY_HEADER} was already used with a different request.",
+            ),
+        },
         parameters=[
             OpenApiParameter(
                 IDEMPOTENCY_HEADER,
@@ -222,7 +245,9 @@ class OrderCancelApi(APIView):
     """The customer cancels an own order; allowed until it ships (then 409)."""
 
     @extend_schema(
-        operation_id="orders_cancel", request=None, responses={200: OrderDetailOutputSerializer}
+        operation_id="orders_cancel",
+        request=None,
+        responses={200: OrderDetailOutputSerializer, 409: CONFLICT},
     )
     def post(self, request: Request, order_id: uuid.UUID) -> Response:
         order = _order_of_caller(request, order_id)
@@ -240,12 +265,12 @@ class OrderShipApi(APIView):
 
     @extend_schema_serializer(component_name="OrderShipInput")
     class InputSerializer(serializers.Serializer):
-        carrier = serializers.CharField(max_length=50, required=False, default="")
+        carrier = StrictCharField(max_length=50, required=False, default="")
 
     @extend_schema(
         operation_id="orders_ship",
         request=InputSerializer,
-        responses={200: OrderDetailOutputSerializer},
+        responses={200: OrderDetailOutputSerializer, 409: CONFLICT},
     )
     def post(self, request: Request, order_id: uuid.UUID) -> Response:
         serializer = self.InputSerializer(data=request.data)
@@ -265,7 +290,9 @@ class OrderDeliverApi(APIView):
     permission_classes = [IsAdminUser]
 
     @extend_schema(
-        operation_id="orders_deliver", request=None, responses={200: OrderDetailOutputSerializer}
+        operation_id="orders_deliver",
+        request=None,
+        responses={200: OrderDetailOutputSerializer, 409: CONFLICT},
     )
     def post(self, request: Request, order_id: uuid.UUID) -> Response:
         try:

@@ -1,6 +1,7 @@
 """Poison messages end in the dead letters with the reason in their headers, while good
 messages behind them on the same partition keep flowing; dead letters can be replayed."""
 
+import json
 import uuid
 
 import pytest
@@ -68,6 +69,17 @@ def test_each_kind_of_poison_is_dead_lettered_and_the_partition_keeps_flowing(pi
         assert letter.failed_at is not None
         assert letter.headers["dlq.original_offset"] == str(letter.original_offset)
     assert bytes(letters[0].value) == poison["undecodable"]
+    # And each is named by the type and id its envelope gives, if it is JSON at all
+    assert [letter.event_type for letter in letters] == [
+        "",
+        "orders.teleported",
+        "orders.created",
+        "orders.created",
+    ]
+    assert letters[0].event_id is None
+    for letter, value in zip(letters[1:], list(poison.values())[1:], strict=True):
+        assert str(letter.event_id) == json.loads(value)["event_id"]
+    assert str(letters[1]) == f"orders.teleported from {topic_name('orders')} (new)"
 
 
 def test_a_domain_error_is_dead_lettered_at_once(pipeline):

@@ -1,10 +1,12 @@
 """The orders API: create, list, retrieve; validation, idempotency, auth and the schema."""
 
 import json
+import logging
 import subprocess
 import sys
 import uuid
 from decimal import Decimal
+from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings
@@ -216,15 +218,51 @@ def test_unsupported_media_type_is_415_and_creates_nothing(content_type, raw):
 
 
 @pytest.mark.django_db
-def test_form_encoded_body_without_items_is_400():
+def test_form_bodies_are_415_the_api_takes_json_only():
+    # Form fields are all strings: the API takes JSON, whose types it checks
     customer = customer_create()
     product_with_stock(sku=KNOWN)
+    client = api_client_for(customer)
+    fields = {"items[0]sku": KNOWN, "items[0]quantity": "1"}
 
-    response = api_client_for(customer).post(ORDERS_URL, {"sku": KNOWN, "quantity": "1"})
+    multipart = client.post(ORDERS_URL, fields, format="multipart")
+    urlencoded = client.generic(
+        "POST", ORDERS_URL, urlencode(fields), content_type="application/x-www-form-urlencoded"
+    )
 
-    assert response.status_code == 400, response.content
-    assert "items" in response.json()
+    assert (multipart.status_code, urlencoded.status_code) == (415, 415), multipart.content
+    assert "detail" in multipart.json()
     assert Order.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_body_over_the_upload_limit_is_413_json_without_an_error_in_the_log(caplog, settings):
+    # Given an upload limit, and a well-formed order body just over it
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    customer = customer_create()
+    product_with_stock(sku=KNOWN)
+    body = json.dumps({**_items((KNOWN, 1)), "payment_token": "t" * 10_000})
+
+    # When it is posted
+    response = api_client_for(customer).generic(
+        "POST", ORDERS_URL, body, content_type="application/json"
+    )
+
+    # Then it is refused with 413 in the API's error format, logged as no error
+    assert response.status_code == 413, response.content
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Request body too large: at most 10000 bytes."}
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert Order.objects.count() == 0
+
+    # And a body just under the limit is read as usual (here: a 400 for its long token)
+    under = json.dumps({**_items((KNOWN, 1)), "payment_token": "t" * 9_900})
+    assert len(under) <= 10_000
+    response = api_client_for(customer).generic(
+        "POST", ORDERS_URL, under, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content
+    assert "payment_token" in response.json()
 
 
 # --- list and retrieve -------------------------------------------------------------------
@@ -538,6 +576,16 @@ INVALID_BODIES = [
     pytest.param({"items": [{"sku": KNOWN, "quantity": 1.5}]}, "quantity", id="quantity-float"),
     pytest.param({"items": [{"sku": KNOWN, "quantity": None}]}, "quantity", id="quantity-null"),
     pytest.param({"items": [{"sku": KNOWN, "quantity": True}]}, "quantity", id="quantity-bool"),
+    # JSON types as the schema says: no conversion of "2" to 2, or of 2 to "2"
+    pytest.param({"items": [{"sku": KNOWN, "quantity": "2"}]}, "quantity", id="quantity-string"),
+    pytest.param({"items": [{"sku": KNOWN, "quantity": 2.0}]}, "quantity", id="quantity-2.0"),
+    pytest.param({"items": [{"sku": 1, "quantity": 1}]}, "sku", id="sku-number"),
+    pytest.param({**_items((KNOWN, 1)), "payment_token": 42}, "payment_token", id="token-number"),
+    pytest.param(
+        {**_items((KNOWN, 1)), "shipping_address": {**ADDRESS, "postal_code": 10115}},
+        "postal_code",
+        id="address-postal-code-number",
+    ),
     pytest.param({"items": [{"sku": KNOWN}]}, "quantity", id="quantity-missing"),
     pytest.param({"items": [{"quantity": 1}]}, "sku", id="sku-missing"),
     pytest.param({"items": [{"sku": "", "quantity": 1}]}, "sku", id="sku-empty"),
