@@ -74,7 +74,11 @@ class AutoSchema(openapi.AutoSchema):
         """Status code → (body, description, extra response fields) for this operation."""
         errors: dict[str, tuple[Any, str, dict[str, Any]]] = {}
         permissions = self.view.get_permissions()
-        if self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None:
+        has_body = (
+            self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None
+        )
+        # Parameters declared on the operation (query fields, headers) are validated by it.
+        if has_body or self.get_override_parameters():
             bodies = [self._component(FieldErrorsSerializer), self._component(ErrorSerializer)]
             errors["400"] = (
                 {"anyOf": bodies},
@@ -82,6 +86,7 @@ class AutoSchema(openapi.AutoSchema):
                 "that is not valid JSON.",
                 {},
             )
+        if has_body:
             errors["413"] = (
                 ErrorSerializer,
                 "The request body is larger than the server takes (DATA_UPLOAD_MAX_MEMORY_SIZE).",

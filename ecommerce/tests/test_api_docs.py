@@ -73,6 +73,20 @@ EXPECTED_ERRORS = {
         "409": CONFLICT,
     },
     ("get", "/api/products/"): {**EVERY_OPERATION, "404": ERROR},
+    # staff reports: query fields validated (400), staff only (403)
+    ("get", "/api/metrics/order-rate/"): {**EVERY_OPERATION, "400": INVALID_INPUT, "403": ERROR},
+    ("get", "/api/reports/product-sales/"): {
+        **EVERY_OPERATION,
+        "400": INVALID_INPUT,
+        "403": ERROR,
+        "404": ERROR,
+    },
+    ("get", "/api/reports/customers/"): {
+        **EVERY_OPERATION,
+        "400": INVALID_INPUT,
+        "403": ERROR,
+        "404": ERROR,
+    },
 }
 
 
