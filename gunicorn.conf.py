@@ -34,23 +34,33 @@ graceful_timeout = 25
 # directory, and /metrics adds up every worker's, so a scrape sees the whole server whichever
 # worker answers it (prometheus-client's multiprocess mode). Set here, before any worker
 # imports prometheus_client; emptied when the server starts, so counts start from zero.
-metrics_dir = os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR",
-    os.path.join(tempfile.gettempdir(), f"ecommerce-prometheus-{os.getpid()}"),
+# METRICS_ENABLED=false (only to measure what metrics cost) leaves multiprocess mode off.
+metrics_enabled = os.environ.get("METRICS_ENABLED", "true").lower() not in ("false", "0", "off")
+metrics_dir = (
+    os.environ.setdefault(
+        "PROMETHEUS_MULTIPROC_DIR",
+        os.path.join(tempfile.gettempdir(), f"ecommerce-prometheus-{os.getpid()}"),
+    )
+    if metrics_enabled
+    else None
 )
 
 
 def _metrics_files_remove() -> None:
-    for path in glob.glob(os.path.join(metrics_dir, "*.db")):
-        os.remove(path)
+    if metrics_dir is not None:
+        for path in glob.glob(os.path.join(metrics_dir, "*.db")):
+            os.remove(path)
 
 
 def on_starting(server: Any) -> None:
-    os.makedirs(metrics_dir, exist_ok=True)
+    if metrics_dir is not None:
+        os.makedirs(metrics_dir, exist_ok=True)
     _metrics_files_remove()
 
 
 def child_exit(server: Any, worker: Any) -> None:
+    if metrics_dir is None:
+        return
     # Drops the dead worker's live gauges; its counters and histograms stay counted.
     from prometheus_client import multiprocess
 

@@ -65,9 +65,13 @@ INSTALLED_APPS = [
     "reporting",
 ]
 
+# Off only to measure what metrics cost (README "Observability"): no request metrics, no
+# /metrics, no worker metrics server or lag statistics.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+
 MIDDLEWARE = [
     # Outermost, so that request latency includes every other middleware.
-    "ecommerce.metrics.RequestMetricsMiddleware",
+    *(["ecommerce.metrics.RequestMetricsMiddleware"] if METRICS_ENABLED else []),
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -317,7 +321,7 @@ IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=7 *
 # --- Observability ----------------------------------------------------------------------
 # Worker processes (run_relay, run_consumer) serve Prometheus metrics on this port when it is
 # set; the web tier serves them at /metrics (gunicorn workers aggregated: gunicorn.conf.py).
-METRICS_PORT = env.int("METRICS_PORT", default=None)
+METRICS_PORT = env.int("METRICS_PORT", default=None) if METRICS_ENABLED else None
 METRICS_ADDR = env.str("METRICS_ADDR", default="0.0.0.0")
 # Workers touch a file here every loop; `manage.py worker_alive <worker>` checks its age.
 WORKER_HEARTBEAT_DIR = Path(

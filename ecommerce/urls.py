@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import (
@@ -16,8 +17,10 @@ handler404 = not_found
 urlpatterns = [
     path("healthz/", healthz, name="healthz"),
     path("readyz/", readyz, name="readyz"),
-    # Where Prometheus looks by default (no trailing slash): every gunicorn worker's figures.
-    path("metrics", metrics, name="metrics"),
+    *(
+        # Where Prometheus looks by default (no trailing slash): every gunicorn worker's figures.
+        [path("metrics", metrics, name="metrics")] if settings.METRICS_ENABLED else []
+    ),
     path("admin/", admin.site.urls),
     path("api/", include("orders.urls")),
     path("api/", include("inventory.urls")),

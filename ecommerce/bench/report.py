@@ -161,7 +161,8 @@ def table(results: dict[str, Any]) -> str:
     lines = [
         f"bench {meta['namespace']} broker={meta['broker']} db={meta['database']} "
         f"cores={meta['cores']} web={meta['web_concurrency']}x{meta['web_threads']} threads "
-        f"gateway={meta['gateway_latency_ms']}ms load-avg-at-start={load[0]:.2f}",
+        f"gateway={meta['gateway_latency_ms']}ms load-avg-at-start={load[0]:.2f} "
+        f"metrics={'on' if meta.get('metrics_enabled', True) else 'off (METRICS_ENABLED=false)'}",
         "API rate limits: "
         + ("on in these settings, " if meta.get("api_throttling_configured") else "off, ")
         + "off for this run (API_THROTTLING=false: the load generator is not throttled)",

@@ -1,6 +1,8 @@
 """Web tier metrics: request count and latency by route, method and status, and /metrics
 adding up every gunicorn worker's figures (prometheus-client multiprocess mode)."""
 
+import os
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -108,3 +110,26 @@ def test_metrics_add_up_every_gunicorn_worker(pipeline, tmp_path: Path):
     # Then /metrics, whichever worker answers, counts every one of them
     samples = metrics_scrape(base + "/metrics")
     assert metric_value(samples, COUNT, route="healthz/", method="GET", status="200") == sent
+
+
+def test_metrics_enabled_false_leaves_out_request_metrics_and_the_endpoint():
+    """The switch the benchmark uses to measure what metrics cost (README "Observability")."""
+    probe = (
+        "import django; django.setup(); "
+        "from django.conf import settings; from django.test import Client; "
+        "print(settings.METRICS_PORT, "
+        "'ecommerce.metrics.RequestMetricsMiddleware' in settings.MIDDLEWARE, "
+        "Client().get('/metrics').status_code)"
+    )
+
+    def run(enabled: str) -> str:
+        env = {**os.environ, "METRICS_ENABLED": enabled, "METRICS_PORT": "9999"}
+        env["DJANGO_SETTINGS_MODULE"] = "ecommerce.settings"
+        done = subprocess.run(
+            [sys.executable, "-c", probe], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert run("false") == ["None", "False", "404"]
+    assert run("true") == ["9999", "True", "200"]
