@@ -176,10 +176,14 @@ class Supervisor:
             celery("beat", "--schedule", str(schedule_file)), label="celery-beat", **env
         )
 
-    def start_all(self) -> None:
-        """The relay, every consumer and a Celery worker (not the web server, not beat)."""
+    def start_saga(self) -> None:
+        """What an order needs from orders.created to its last e-mail: the relay, the saga's
+        consumer groups, the dead-letter keeper and a Celery worker (not the read side, not
+        the web server, not beat). Each process costs the tests seconds of start-up."""
+        from kafka_bridge.registry import SAGA_CONSUMERS  # plain data, no Django set-up needed
+
         self.relay()
-        self.consumers()
+        self.consumers([*SAGA_CONSUMERS, "dead_letters"])
         self.celery_worker()
 
     # --- watching -----------------------------------------------------------------------

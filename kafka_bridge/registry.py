@@ -129,6 +129,11 @@ class ConsumerSpec:
         }
 
 
+# The groups an order's saga goes through, from orders.created to its last e-mail, in the
+# order their inputs become available on a backlog. The others are the read side and the
+# dead-letter keeper.
+SAGA_CONSUMERS = ("inventory", "orders", "notifications")
+
 CONSUMERS: dict[str, ConsumerSpec] = {
     spec.name: spec
     for spec in [

@@ -5,6 +5,7 @@ from collections import Counter
 from inventory.models import Reservation, StockLevel
 from kafka_bridge.client import group_name
 from kafka_bridge.models import OutboxEvent, ProcessedEvent
+from kafka_bridge.registry import SAGA_CONSUMERS
 from notifications.models import Notification
 from orders.models import FakeGatewayTransaction, Order, Payment
 from testing.polling import wait_until
@@ -48,9 +49,6 @@ def gateway_calls(order_id: str) -> Counter[str]:
     return Counter(keys.values_list("kind", flat=True))
 
 
-SAGA_GROUPS = ("inventory", "orders", "notifications")
-
-
 def snapshot(order_id: str, sku: str) -> dict[str, object]:
     """Everything a redelivered event must not change."""
     payment = Payment.objects.filter(order_id=order_id).first()
@@ -69,6 +67,6 @@ def snapshot(order_id: str, sku: str) -> dict[str, object]:
         # The saga's groups: the read side (reporting) may still be catching up when the
         # snapshot is taken, which no redelivery causes.
         "processed": ProcessedEvent.objects.filter(
-            consumer_group__in=[group_name(n) for n in SAGA_GROUPS]
+            consumer_group__in=[group_name(n) for n in SAGA_CONSUMERS]
         ).count(),
     }

@@ -17,6 +17,7 @@ from inventory.models import Reservation, StockLevel
 from inventory.services import stock_restock
 from kafka_bridge.client import topic_name
 from kafka_bridge.models import OutboxEvent
+from kafka_bridge.registry import SAGA_CONSUMERS
 from notifications.models import Notification
 from notifications.tasks import notifications_deliver_pending
 from orders.models import FakeGatewayTransaction, Order, Payment
@@ -44,7 +45,6 @@ from testing.services import SERVICES
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SEED = 20240611
-SAGA_CONSUMERS = ("inventory", "orders", "notifications")
 
 
 @pytest.fixture(autouse=True)
@@ -226,7 +226,7 @@ def test_frozen_broker_orders_accepted_then_caught_up_without_restarts(pipeline)
     plenty = product_with_stock(on_hand=1000)
     scarce = product_with_stock(on_hand=6)
     customers = [customer_create() for _ in range(8)]
-    pipeline.start_all()
+    pipeline.start_saga()
     warmup = order_place_via_api(customers[0], plenty.sku, 1)
     wait_for_status(warmup, "paid", timeout=60)
     processes = [(w.name, w.process.pid) for w in pipeline.children]  # type: ignore[union-attr]
@@ -378,7 +378,7 @@ def test_frozen_redis_orders_still_paid_and_deduplicated(pipeline):
     redis_service = _local_service_or_skip("redis")
     plenty = product_with_stock(on_hand=100)
     customers = [customer_create() for _ in range(3)]
-    pipeline.start_all()
+    pipeline.start_saga()
     warmup = order_place_via_api(customers[0], plenty.sku, 1)
     wait_for_status(warmup, "paid", timeout=60)
     wait_until(lambda: notifications_unsent([warmup]) == 0, timeout=30)

@@ -36,7 +36,7 @@ def _post(user, path: str, body: dict | None = None):
 
 
 def test_happy_path_to_delivered(pipeline):
-    pipeline.start_all()
+    pipeline.start_saga()
     customer, staff = customer_create(), staff_create()
     product = product_with_stock(on_hand=5)
 
@@ -71,7 +71,7 @@ def test_happy_path_to_delivered(pipeline):
 
 
 def test_declined_payment_cancels_and_releases_stock(pipeline):
-    pipeline.start_all()
+    pipeline.start_saga()
     customer = customer_create()
     product = product_with_stock(on_hand=5)
 
@@ -95,7 +95,7 @@ def test_customer_cancels_before_payment(pipeline):
     response = _post(customer, f"/api/orders/{order_id}/cancel/")
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "cancelled"
-    pipeline.start_all()
+    pipeline.start_saga()
 
     # Then inventory reserves and releases (events of one order arrive in order), nothing
     # is charged, and the customer hears only about the cancellation
@@ -144,7 +144,7 @@ def test_cancel_while_the_charge_is_in_flight_ends_cancelled_and_refunded(pipeli
 
 
 def test_customer_cancels_after_payment_and_is_refunded(pipeline):
-    pipeline.start_all()
+    pipeline.start_saga()
     customer = customer_create()
     product = product_with_stock(on_hand=5)
     order_id = order_place_via_api(customer, product.sku, 2)
@@ -164,7 +164,7 @@ def test_customer_cancels_after_payment_and_is_refunded(pipeline):
 
 
 def test_cancel_after_shipping_is_refused(pipeline):
-    pipeline.start_all()
+    pipeline.start_saga()
     customer, stranger, staff = customer_create(), customer_create(), staff_create()
     product = product_with_stock(on_hand=5)
     order_id = order_place_via_api(customer, product.sku, 1)
@@ -205,7 +205,7 @@ def test_expiry_by_the_beat_task_releases_stock(pipeline, tmp_path):
 
 def test_redelivery_of_every_saga_event_changes_nothing(pipeline):
     # Given one order paid then cancelled (refunded) and one declined (compensated)
-    pipeline.start_all()
+    pipeline.start_saga()
     customer = customer_create()
     product = product_with_stock(on_hand=10)
     refunded = order_place_via_api(customer, product.sku, 2)

@@ -14,7 +14,7 @@ K = Notification.Kind
 
 def test_order_is_reserved_confirmed_and_paid(pipeline):
     # Given a running pipeline, a customer and a product with stock
-    pipeline.start_all()
+    pipeline.start_saga()
     customer = customer_create()
     product = product_with_stock(on_hand=5)
 
@@ -30,7 +30,7 @@ def test_order_is_reserved_confirmed_and_paid(pipeline):
 
 
 def test_order_beyond_stock_is_rejected_with_out_of_stock_notice(pipeline):
-    pipeline.start_all()
+    pipeline.start_saga()
     customer = customer_create()
     product = product_with_stock(on_hand=2)
 

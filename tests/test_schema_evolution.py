@@ -61,7 +61,7 @@ def test_v1_events_then_v2_events_are_processed_in_order_once_each(pipeline):
         )
         for _ in range(2)
     ]
-    pipeline.start_all()
+    pipeline.start_saga()
 
     # Then every order is paid
     for order_id in legacy + current:

@@ -35,13 +35,11 @@ from ecommerce.supervisor import REPO_ROOT, Child, Supervisor, current_database_
 from inventory.services import product_create
 from kafka_bridge.client import group_name, pipeline_topics, topic_name, topics_ensure
 from kafka_bridge.models import OutboxEvent, ProcessedEvent
-from kafka_bridge.registry import CONSUMERS
+from kafka_bridge.registry import CONSUMERS, SAGA_CONSUMERS
 from kafka_bridge.relay import message_headers
 from notifications.models import Notification
 from orders.models import Order
 
-# The groups of the saga, in the order their inputs become available on a backlog.
-SAGA_GROUPS = ("inventory", "orders", "notifications")
 # Extra rows for the relay's drain (b) go to this logical topic, which no consumer reads.
 RELAY_PAD_TOPIC = "bench-relay-drain"
 SETTLED_STATUSES = ("paid", "rejected", "cancelled", "payment_failed", "expired")
@@ -382,11 +380,11 @@ class Bench:
             "cpu": meter.shares(),
         }
         assert relay.running
-        for name in SAGA_GROUPS:
+        for name in SAGA_CONSUMERS:
             self._drain_group(name, backlog, drain)
         # Everything else the deployment runs, then let the backlog finish (e-mails too)
         # so that the next phase starts from quiet.
-        self.supervisor.consumers([n for n in CONSUMERS if n not in SAGA_GROUPS])
+        self.supervisor.consumers([n for n in CONSUMERS if n not in SAGA_CONSUMERS])
         self.celery = self.supervisor.celery_worker()
         self._settle("backlog: e-mails", backlog, drain)
 

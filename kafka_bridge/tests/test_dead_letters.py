@@ -103,7 +103,7 @@ def test_a_domain_error_is_dead_lettered_at_once(pipeline):
 
 def test_transient_failures_retry_then_dead_letter_and_replay_fixes_the_order(pipeline):
     # Given a payment provider that is down for this order
-    pipeline.start_all()
+    pipeline.start_saga()
     customer = customer_create()
     product = product_with_stock(on_hand=5)
     order_id = order_place_via_api(customer, product.sku, 1, payment_token="tok_unavailable")

@@ -37,7 +37,7 @@ def _settled(order_id: str) -> bool:
 @pytest.mark.parametrize("redis_flushed", [False, True], ids=["redis-key", "database-backstop"])
 def test_redelivered_events_change_nothing(pipeline, redis_flushed):
     # Given an order that went all the way through to paid
-    pipeline.start_all()
+    pipeline.start_saga()
     customer = customer_create()
     product = product_with_stock(on_hand=10)
     order_id = _place_order(customer, product.sku, quantity=4)
