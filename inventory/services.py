@@ -13,6 +13,7 @@ from django.utils import timezone
 from inventory.models import Product, Reservation, StockLevel
 from kafka_bridge.contracts import InventoryFailedV1, InventoryReservedV1, StockItem
 from kafka_bridge.outbox import NewEvent, outbox_events_record
+from kafka_bridge.sql import rows_update
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def _stock_save(rows: Iterable[StockLevel]) -> None:
     now = timezone.now()
     for row in rows:
         row.updated_at = now
-    StockLevel.objects.bulk_update(rows, ["on_hand", "reserved", "updated_at"])
+    rows_update(StockLevel, rows, ["on_hand", "reserved", "updated_at"])
 
 
 def _reservations_settle(*, order_ids: Sequence[uuid.UUID], status: str, consume: bool) -> int:

@@ -1,4 +1,5 @@
-"""One multi-row INSERT that stays cheap for the client at consumer-batch sizes.
+"""Multi-row INSERT and UPDATE statements that stay cheap for the client at consumer-batch
+sizes.
 
 Django's psycopg backend binds parameters client-side: a VALUES list of 500 rows by 13
 columns is a statement of 6,500 placeholders that psycopg parses and quotes one by one in
@@ -9,6 +10,7 @@ constant statement with one array per column; other databases (SQLite for `make 
 get the plain VALUES list.
 """
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,8 +38,7 @@ def rows_insert(
     if connection.vendor == "postgresql":
         # psycopg adapts str, int, bytes, UUID, Decimal and aware datetimes as they are;
         # the fields' per-value preparation was a third of this function's time.
-        # db_type without its length, e.g. varchar[] rather than varchar(100)[].
-        arrays = ", ".join(f"%s::{field.db_type(connection).split('(')[0]}[]" for field in fields)
+        arrays = ", ".join(f"%s::{_array_type(field)}" for field in fields)
         sql = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"
         params: list[Any] = [list(column) for column in zip(*rows, strict=True)]
     else:
@@ -51,3 +52,51 @@ def rows_insert(
     with connection.cursor() as cursor:
         cursor.execute(f"{sql} {suffix}".rstrip(), params)
         return cursor.fetchall() if "RETURNING" in suffix.upper() else []
+
+
+def rows_update(
+    model: type[models.Model], rows: Sequence[models.Model], field_names: Sequence[str]
+) -> None:
+    """Save `field_names` of `rows` (instances with a primary key) in one statement.
+
+    Django's `bulk_update` writes one CASE WHEN per row per field, and building those
+    expressions cost more CPU than PostgreSQL spent on the update (72% of the read-models
+    consumer's time at saturation). On PostgreSQL this sends `UPDATE … FROM unnest(…)`: one
+    array per column, joined on the primary key. Other databases get `bulk_update`."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        model._default_manager.bulk_update(rows, field_names)
+        return
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    pk = model._meta.pk
+    fields = [model._meta.get_field(name) for name in field_names]
+    arrays, params, assignments = [f"%s::{_array_type(pk)}"], [[row.pk for row in rows]], []
+    for index, field in enumerate(fields):
+        values = [getattr(row, field.attname) for row in rows]
+        if field.get_internal_type() == "JSONField":
+            # sent as text, cast back: psycopg adapts a list of dicts as no jsonb[] by itself
+            arrays.append("%s::text[]")
+            params.append([None if v is None else json.dumps(v, cls=field.encoder) for v in values])
+            assignments.append(f"{quote(field.column)} = v.c{index}::jsonb")
+        else:
+            if field.get_internal_type() == "DecimalField":
+                # an unsaved default may still be the int 0: psycopg refuses mixed lists
+                values = [field.to_python(value) for value in values]
+            arrays.append(f"%s::{_array_type(field)}")
+            params.append(values)
+            assignments.append(f"{quote(field.column)} = v.c{index}")
+    columns = ", ".join(["pk", *(f"c{index}" for index in range(len(fields)))])
+    sql = (
+        f"UPDATE {table} SET {', '.join(assignments)} "
+        f"FROM unnest({', '.join(arrays)}) AS v({columns}) "
+        f"WHERE {table}.{quote(pk.column)} = v.pk"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _array_type(field: models.Field) -> str:
+    """The PostgreSQL array type of a field's column: varchar[] rather than varchar(100)[]."""
+    return f"{field.db_type(connection).split('(')[0]}[]"

@@ -25,6 +25,7 @@ from kafka_bridge.client import group_name
 from kafka_bridge.consumer.idempotency import processed_events_mark
 from kafka_bridge.contracts import Event, OrderCreatedV2, OrderStatusChangedV1
 from kafka_bridge.registry import OutputRecord
+from kafka_bridge.sql import rows_update
 from orders.status import TRANSITIONS as ORDER_TRANSITIONS
 from orders.status import OrderStatus
 from reporting.models import (
@@ -125,7 +126,8 @@ def order_rate_count(*, events: Sequence[Event]) -> None:
         elif counts.orders or counts.too_late:
             window.revision += 1  # a late order changed a published window
     OrderRateWindowState.objects.bulk_create(created.values())
-    OrderRateWindowState.objects.bulk_update(
+    rows_update(
+        OrderRateWindowState,
         [window for start, window in windows.items() if start not in created],
         ["orders", "late_orders", "too_late_orders", "state", "revision"],
     )
@@ -304,7 +306,8 @@ class _OrderEventsApplication:
                 if self._moved(fact, payload.status, at=event.envelope.occurred_at):
                     moved.setdefault(fact.order_id, fact)
         OrderFacts.objects.bulk_create(created.values())
-        OrderFacts.objects.bulk_update(
+        rows_update(
+            OrderFacts,
             [fact for order_id, fact in moved.items() if order_id not in created],
             ["status", "status_changed_at"],
         )
@@ -375,9 +378,7 @@ class _OrderEventsApplication:
             row.revenue += change.revenue
             row.units_refunded += change.units_refunded
             row.refunds += change.refunds
-        ProductDailySales.objects.bulk_update(
-            rows, ["units_sold", "revenue", "units_refunded", "refunds"]
-        )
+        rows_update(ProductDailySales, rows, ["units_sold", "revenue", "units_refunded", "refunds"])
 
     def _customers_write(self) -> None:
         rows = _rows_for_update(
@@ -398,7 +399,8 @@ class _OrderEventsApplication:
             row.lifetime_value += change.lifetime_value
             row.first_order_at = _earliest(row.first_order_at, change.first_order_at)
             row.last_order_at = _latest(row.last_order_at, change.last_order_at)
-        CustomerOrderSummary.objects.bulk_update(
+        rows_update(
+            CustomerOrderSummary,
             rows,
             [
                 "currency",
@@ -433,11 +435,20 @@ def _rows_for_update(
 ) -> list[Row]:
     """The rows with these unique lookups, created (with defaults) where missing, locked in
     primary-key order. Missing rows are inserted in the order given (sort the lookups), so
-    concurrent batches never wait on each other in a cycle."""
+    concurrent batches never wait on each other in a cycle.
+
+    The lock takes the rows matching every column's set of values: the rows wanted, plus,
+    when lookups differ in more than one column, a few neighbours (a batch's sales rows
+    mostly share their day and currency). One `IN` per column instead of an OR of a filter
+    per row, whose construction cost more CPU than the query."""
     if not lookups:
         return []
     model.objects.bulk_create(
         [model(**lookup, **(defaults or {})) for lookup in lookups], ignore_conflicts=True
     )
-    matching = Q.create([Q(**lookup) for lookup in lookups], connector=Q.OR)
-    return list(model.objects.select_for_update().filter(matching).order_by("pk"))
+    names = list(lookups[0])
+    wanted = {tuple(lookup[name] for name in names) for lookup in lookups}
+    locked = model.objects.select_for_update().filter(
+        **{f"{name}__in": {lookup[name] for lookup in lookups} for name in names}
+    )
+    return [row for row in locked.order_by("pk") if tuple(getattr(row, n) for n in names) in wanted]
