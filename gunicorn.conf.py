@@ -14,6 +14,8 @@ import os
 import tempfile
 from typing import Any
 
+from ecommerce.structured_logs import logging_config
+
 # gthread, not the default sync worker: sync workers close the connection after every
 # response (no keep-alive), and a request waiting on PostgreSQL would idle its whole process.
 # Threads overlap those waits, so one process per core plus one (for a worker that is busy
@@ -26,7 +28,19 @@ bind = [os.environ.get("WEB_BIND", "0.0.0.0:8000")]
 # Idle keep-alive connections are closed after this; a reverse proxy should keep its own
 # idle timeout below it.
 keepalive = 5
-accesslog = "-"
+# Logs: gunicorn's own lines through the same structured formatter as the app's
+# (LOG_FORMAT, ecommerce/structured_logs.py). No gunicorn access log: the app writes one
+# line per request itself, with its correlation, user and order ids.
+accesslog = None
+logconfig_dict = logging_config(
+    log_format=os.environ.get("LOG_FORMAT", "console"),
+    level=os.environ.get("LOG_LEVEL", "INFO"),
+    # gunicorn gives its loggers handlers of their own before reading this: replace them.
+    loggers={
+        name: {"level": "INFO", "handlers": ["console"], "propagate": False}
+        for name in ("gunicorn.error", "gunicorn.access")
+    },
+)
 # Compose's stop_grace_period is 30 s: requests in flight get 25 of them.
 graceful_timeout = 25
 

@@ -280,6 +280,7 @@ class OutboxRelay:
                 len(row_ids),
                 row_ids[:5],
                 error,
+                extra={"outbox_ids": row_ids[:50], "error": error},
             )
             OutboxEvent.objects.filter(id__in=row_ids).update(
                 attempts=F("attempts") + 1, last_error=error[:2000]
@@ -293,6 +294,7 @@ class OutboxRelay:
             self.failed_recently = True
             OUTBOX_PUBLISH_FAILURES.inc(failed)
         published = sum(len(batch.delivered) for batch in self._acked)
+        logger.debug("outbox batches recorded", extra={"published": published, "failed": failed})
         if published:
             self.published_total += published
             OUTBOX_PUBLISHED.inc(published)

@@ -23,5 +23,11 @@ def on_order_status_changes(events: Sequence[Event]) -> None:
     notices = []
     for event in events:
         assert isinstance(event.payload, OrderStatusChangedV1)
-        notices.append(OrderChangeNotice(change=event.payload, event_id=event.event_id))
+        notices.append(
+            OrderChangeNotice(
+                change=event.payload,
+                event_id=event.event_id,
+                correlation_id=event.correlation_id,
+            )
+        )
     notifications_create_for_order_changes(notices=notices)

@@ -17,6 +17,7 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from ecommerce.structured_logs import log_context
 from kafka_bridge.contracts import OrderCreatedV2, OrderStatusChangedV1, ShippingAddress
 from kafka_bridge.redis_client import OutageBackoff
 from notifications.models import Notification, OrderShippingAddress
@@ -73,6 +74,7 @@ class OrderChangeNotice:
 
     change: OrderStatusChangedV1
     event_id: uuid.UUID
+    correlation_id: str = ""
 
 
 @transaction.atomic
@@ -120,6 +122,7 @@ def notifications_create_for_order_changes(
             subject=subject,
             body=body,
             event_id=notice.event_id,
+            correlation_id=notice.correlation_id,
         )
         found[(notice.event_id, kind)] = notification
         created.append(notification)
@@ -185,20 +188,27 @@ def notification_send(*, notification_id: int) -> Notification | None:
         )
         if notification is None or notification.status == Notification.Status.SENT:
             return notification
-        address = notification.customer.email
-        if not address:
-            raise NotificationNotDeliverable("customer has no e-mail address")
-        send_mail(
-            notification.subject,
-            notification.body,
-            settings.DEFAULT_FROM_EMAIL,
-            [address],
-            fail_silently=False,
-        )
-        notification.status = Notification.Status.SENT
-        notification.sent_at = timezone.now()
-        notification.error = ""
-        notification.save(update_fields=["status", "sent_at", "error"])
+        with log_context(
+            notification_id=notification.id,
+            order_id=str(notification.order_id),
+            event_id=str(notification.event_id),
+            correlation_id=notification.correlation_id or None,
+        ):
+            address = notification.customer.email
+            if not address:
+                raise NotificationNotDeliverable("customer has no e-mail address")
+            send_mail(
+                notification.subject,
+                notification.body,
+                settings.DEFAULT_FROM_EMAIL,
+                [address],
+                fail_silently=False,
+            )
+            notification.status = Notification.Status.SENT
+            notification.sent_at = timezone.now()
+            notification.error = ""
+            notification.save(update_fields=["status", "sent_at", "error"])
+            logger.info("e-mail sent: %s", notification.kind)
         return notification
 
 

@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 from ecommerce.api_errors import ApiDomainError
 from ecommerce.api_fields import StrictCharField, StrictIntegerField
 from ecommerce.api_schema import ErrorSerializer, FieldErrorsSerializer
+from ecommerce.structured_logs import bind_contextvars
 from ecommerce.throttling import OrderCreateRateThrottle
 from kafka_bridge.contracts import ShippingAddress
 from orders.models import Order, SalesChannel
@@ -207,6 +208,7 @@ class OrderCollectionApi(APIView):
                 {IDEMPOTENCY_HEADER: ["This key was already used with a different request."]},
                 status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
             ) from None
+        bind_contextvars(order_id=str(order.id))  # on the request's log line
         response = Response(OrderOutputSerializer(order).data, status=status.HTTP_201_CREATED)
         if not created:
             response["Idempotent-Replayed"] = "true"

@@ -21,6 +21,24 @@ class Received:
         message = self.message
         return f"{message.topic()}[{message.partition()}]@{message.offset()}"
 
+    def log_ids(self) -> dict[str, object]:
+        """What identifies this message and its event on a log line (structured_logs)."""
+        message = self.message
+        ids: dict[str, object] = {
+            "topic": message.topic(),
+            "partition": message.partition(),
+            "offset": message.offset(),
+        }
+        if self.event is not None:
+            order_id = getattr(self.event.payload, "order_id", None)
+            ids.update(
+                event_id=str(self.event.event_id),
+                event_type=self.event.event_type,
+                correlation_id=self.event.correlation_id,
+                order_id=None if order_id is None else str(order_id),
+            )
+        return ids
+
 
 def received_decode(message: Message, *, raw: bool) -> Received:
     """Decode one message; a raw consumer takes messages as they are."""

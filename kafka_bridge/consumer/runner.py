@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
+from ecommerce.structured_logs import bind_contextvars, clear_contextvars, log_context
 from kafka_bridge.client import consumer_config, group_name, topic_name
 from kafka_bridge.contracts import Event
 from kafka_bridge.heartbeat import Heartbeat
@@ -106,7 +107,9 @@ class ConsumerRunner:
                     self.metrics.batch_polled(messages)
                     started = time.perf_counter()
                     raw = self.spec.is_raw
-                    self.handle_batch([received_decode(m, raw=raw) for m in messages])
+                    items = [received_decode(m, raw=raw) for m in messages]
+                    self._log_context_bind(items)
+                    self.handle_batch(items)
                     self.metrics.batch_duration.observe(time.perf_counter() - started)
                 self.offsets.commit_if_due()
                 if time.monotonic() - last_report > 30 and self.stats.processed:
@@ -131,6 +134,13 @@ class ConsumerRunner:
                 self.stats.dead_lettered,
                 self.stats.batches,
             )
+
+    def _log_context_bind(self, items: Sequence[Received]) -> None:
+        """Every line logged while this batch is in hand names the group, and the message
+        and its event when the batch is one message (retries and dead letters bind theirs)."""
+        clear_contextvars()
+        ids = items[0].log_ids() if len(items) == 1 else {"batch_size": len(items)}
+        bind_contextvars(consumer_group=self.group, **ids)
 
     def _poll_batch(self) -> list[Message]:
         first = self.consumer.poll(0.5)
@@ -172,6 +182,10 @@ class ConsumerRunner:
         return True
 
     def _retry_alone(self, item: Received, exc: Exception) -> bool:
+        with log_context(**item.log_ids()):
+            return self._retry_alone_logged(item, exc)
+
+    def _retry_alone_logged(self, item: Received, exc: Exception) -> bool:
         attempts = 1
         while True:
             # A raw message cannot be replayed as an event: it is dead-lettered only when it
@@ -257,6 +271,10 @@ class ConsumerRunner:
                     event.event_id,
                     where,
                 )
+        if processed and logger.isEnabledFor(logging.DEBUG):
+            by_id = {item.event.event_id: item for item in items if item.event is not None}
+            for event in processed:
+                logger.debug("event applied", extra=by_id[event.event_id].log_ids())
         self.stats.processed += len(processed)
         self.stats.duplicates += len(repeated) + len(seen) + len(database_duplicates)
         self.stats.skipped += skipped
@@ -296,6 +314,12 @@ class ConsumerRunner:
         dlq_topic = self.dead_letters.write(item.message, exc, attempts)
         self.stats.dead_lettered += 1
         self.metrics.dead_lettered(item.message.topic())
+        with log_context(**item.log_ids()):
+            self._dead_lettered_log(item, exc, attempts, dlq_topic)
+
+    def _dead_lettered_log(
+        self, item: Received, exc: BaseException, attempts: int, dlq_topic: str
+    ) -> None:
         logger.error(
             "consumer %s: %s dead-lettered to %s after %d attempt(s): %s: %s",
             self.spec.name,
