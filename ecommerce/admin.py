@@ -15,6 +15,8 @@ from ecommerce.services import api_token_default_expiry, api_token_key_assign, a
 # The app list beside every page takes a fifth of a 1400 px window from the lists and their
 # filters; the home page and the breadcrumbs lead to every model all the same.
 admin.site.enable_nav_sidebar = False
+# The home page leads to the pipeline dashboard (ecommerce/dashboard.py) too.
+admin.site.index_template = "ecommerce/admin/index.html"
 
 
 @admin.register(ApiToken)

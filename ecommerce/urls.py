@@ -7,6 +7,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
+from ecommerce.dashboard import pipeline_dashboard
 from ecommerce.metrics import metrics
 from ecommerce.views import healthz, not_found, readyz
 
@@ -21,6 +22,8 @@ urlpatterns = [
         # Where Prometheus looks by default (no trailing slash): every gunicorn worker's figures.
         [path("metrics", metrics, name="metrics")] if settings.METRICS_ENABLED else []
     ),
+    # Staff only (admin_view: the admin's login and is_staff check).
+    path("admin/pipeline/", admin.site.admin_view(pipeline_dashboard), name="admin-pipeline"),
     path("admin/", admin.site.urls),
     path("api/", include("orders.urls")),
     path("api/", include("inventory.urls")),

@@ -19,7 +19,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from confluent_kafka import Message
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.utils import timezone
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
@@ -214,19 +213,16 @@ class OutboxBacklogCollector(Collector):
         return self._families()
 
     def collect(self) -> Iterable[Metric]:
-        from kafka_bridge.models import OutboxEvent
+        from kafka_bridge.selectors import outbox_backlog
 
         try:
-            pending = OutboxEvent.objects.filter(published_at__isnull=True)
-            count = pending.count()
-            oldest = pending.order_by("id").values_list("created_at", flat=True).first()
+            backlog = outbox_backlog()
         except DatabaseError as exc:
             logger.warning("outbox metrics unavailable: %s", exc)
             return []
         finally:
             connection.close()
-        age = (timezone.now() - oldest).total_seconds() if oldest is not None else 0.0
-        return self._families(count, max(age, 0.0))
+        return self._families(backlog.pending, backlog.oldest_age_seconds)
 
     @staticmethod
     def _families(count: float | None = None, age: float | None = None) -> list[Metric]:

@@ -23,6 +23,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
+from kafka_bridge.client import group_name, pipeline_topics, topics_ensure
 from kafka_bridge.contracts import EventDecodeError, OrderStatusChangedV1, event_decode
 from kafka_bridge.dead_letters import dead_letter_store
 from kafka_bridge.models import DeadLetter
@@ -332,3 +333,47 @@ def test_a_dead_letter_of_an_unknown_event_type_is_named_by_its_type_and_id(
     event_type = admin_browser.find_element(By.CSS_SELECTOR, ".field-event_type .readonly")
     event_id = admin_browser.find_element(By.CSS_SELECTOR, ".field-event_id .readonly")
     assert (event_type.text, event_id.text) == ("orders.teleported", envelope["event_id"])
+
+
+def test_pipeline_dashboard_shows_real_figures_and_links_the_dead_letters(
+    live_server, admin_browser, shop, tmp_path, kafka_namespace
+):
+    # Given the pipeline's topics (the lag of each group is read from the broker)
+    topics_ensure(pipeline_topics())
+
+    # When staff follow the admin home page's link to the pipeline dashboard
+    _show(admin_browser, live_server, tmp_path, "admin:index")
+    admin_browser.find_element(By.LINK_TEXT, "Pipeline dashboard").click()
+    wait_until(lambda: admin_browser.find_elements(By.ID, "per-minute-chart"), message="dashboard")
+    screenshot(admin_browser, tmp_path, "admin-pipeline")
+    assert _fits_the_window(admin_browser)
+
+    # Then the orders are counted by status, as in the database
+    def count(status: str) -> int:
+        row = admin_browser.find_element(By.CSS_SELECTOR, f"tr[data-status='{status}'] td.num")
+        return int(row.text)
+
+    assert count("cancelled") == 2 and count("pending") == 1 and count("paid") == 0
+    # the chart has bars for this minute's orders and events
+    bars = admin_browser.find_elements(By.CSS_SELECTOR, "#per-minute-chart rect.orders")
+    assert len(bars) == 60
+    assert int(bars[-1].get_attribute("data-value")) == 3
+    assert float(bars[-1].get_attribute("height")) > 0
+    assert int(admin_browser.find_element(By.ID, "events-last-hour").text) >= 3
+    # the outbox backlog: nothing was published (no relay runs here)
+    assert int(admin_browser.find_element(By.ID, "outbox-pending").text) >= 3
+    # lag per group, from the broker (no consumer has read anything: all of it is lag)
+    inventory = admin_browser.find_element(
+        By.CSS_SELECTOR, f"tr[data-group='{group_name('inventory')}']"
+    )
+    assert inventory.find_elements(By.CSS_SELECTOR, "td.num")[0].text != "0"  # partitions
+
+    # And the dead letters' topic leads to them, filtered
+    link = admin_browser.find_element(By.CSS_SELECTOR, "tr[data-topic='orders'] a")
+    assert admin_browser.find_element(By.CSS_SELECTOR, "tr[data-topic='orders']").text.endswith(
+        "2 2"
+    )
+    link.click()
+    wait_until(lambda: "original_topic=orders" in admin_browser.current_url, message="filter")
+    rows = admin_browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+    assert len(rows) == 2
