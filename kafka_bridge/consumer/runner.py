@@ -111,6 +111,7 @@ class ConsumerRunner:
                     self._log_context_bind(items)
                     self.handle_batch(items)
                     self.metrics.batch_duration.observe(time.perf_counter() - started)
+                    clear_contextvars()  # the loop's own lines are about no batch
                 self.offsets.commit_if_due()
                 if time.monotonic() - last_report > 30 and self.stats.processed:
                     logger.info(
