@@ -257,12 +257,7 @@ def test_two_aggregator_instances_share_the_partitions_and_the_counts(pipeline, 
         {m(minute): (24, 0) for minute in range(3)},
         probe=lambda: {start: (f[0], f[2]) for start, f in _figures().items()},
     )
-    ids = {
-        line.rsplit(" ", 1)[-1]
-        for i in instances
-        for line in i.log().splitlines()
-        if "transactional.id" in line
-    }
+    ids = {found for i in instances for found in re.findall(r"transactional\.id (\S+)", i.log())}
     assert len(ids) == 2 and all(i.endswith((".a", ".b")) for i in ids)
     for instance in instances:
         assert instance.terminate() == 0
