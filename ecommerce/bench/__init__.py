@@ -18,6 +18,8 @@ reports, in this order:
 - (c) everything running at saturation: intake, orders completed end to end in the same
   window, and their ratio;
 - (d) a fixed rate (open loop, 100 orders/s for 30 s): created → last notice p50/p95/p99 and a
-  per-hop breakdown (outbox wait, relay → consumer, handler).
+  per-hop breakdown (outbox wait, relay → consumer, handler);
+- (f) the same open loop at lower rates (10, 25 and 50 orders/s for 20 s each by default):
+  latency against load, to read off up to which rate a latency target holds on this machine.
 Figures are never asserted; the test only checks that the command works end to end.
 """

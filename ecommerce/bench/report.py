@@ -191,8 +191,50 @@ def table(results: dict[str, Any]) -> str:
                 ("hop (event → consumer group)", "outbox wait", "relay → consumer", "handler"),
             ),
         ]
+    lines += latency_by_rate_table(results)
     lines += ["", *cpu_table(results)]
     return "\n".join(lines)
+
+
+LATENCY_TARGET_MS = 250  # issue 7: created → last notice p99
+
+
+def latency_by_rate_table(results: dict[str, Any]) -> list[str]:
+    """(f), with (d) as its last row: latency and CPU against the offered rate."""
+    steps = list(results.get("latency_by_rate", []))
+    if not steps:
+        return []
+    if results.get("fixed_rate"):
+        steps.append(results["fixed_rate"])
+    rows = []
+    for step in sorted(steps, key=lambda s: s["target_per_s"]):
+        latency = step.get("created_to_last_notice_ms") or {}
+        p99 = latency.get("p99")
+        rows.append(
+            (
+                fmt(step["target_per_s"]),
+                fmt(step.get("orders_per_s"), 1),
+                ms3(latency),
+                fmt((step.get("api_latency_ms") or {}).get("p99"), 1),
+                fmt(step.get("cpu", {}).get("machine busy"), 2),
+                "n/a" if p99 is None else ("yes" if p99 <= LATENCY_TARGET_MS else "no"),
+            )
+        )
+    return [
+        "",
+        "(f) latency by offered rate (open loop; the last row is (d)):",
+        *markdown(
+            rows,
+            (
+                "offered (orders/s)",
+                "achieved",
+                "created → last notice p50 / p95 / p99 (ms)",
+                "API p99 (ms)",
+                "machine busy (cores)",
+                f"p99 ≤ {LATENCY_TARGET_MS} ms",
+            ),
+        ),
+    ]
 
 
 def cpu_table(results: dict[str, Any]) -> list[str]:
@@ -207,6 +249,10 @@ def cpu_table(results: dict[str, Any]) -> list[str]:
         },
         "(c)": results.get("saturation", {}).get("cpu"),
         "(d)": results.get("fixed_rate", {}).get("cpu"),
+        **{
+            f"(f) {fmt(step['target_per_s'])}/s": step.get("cpu")
+            for step in results.get("latency_by_rate", [])
+        },
     }
     phases = {k: v for k, v in phases.items() if v}
     if not phases:
@@ -227,7 +273,7 @@ def cpu_table(results: dict[str, Any]) -> list[str]:
 
 def plot(results: dict[str, Any], path: Path) -> None:
     """Four panels: throughputs against their targets, the saturation timeline, the
-    fixed-rate latency distribution, and the per-hop breakdown."""
+    latency distribution per offered rate, and the per-hop breakdown."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -296,23 +342,28 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("orders/s")
     ax.set_title("(c) saturation: intake vs completion")
 
-    # 3. Fixed-rate latency distribution.
+    # 3. Latency distributions: (d), and (f)'s lower rates.
     ax = axes[1][0]
-    latencies = results.get("series", {}).get("fixed_rate_latencies_ms") or []
-    if latencies:
-        ax.plot(latencies, [i / len(latencies) for i in range(len(latencies))])
-        for name, value in (results["fixed_rate"]["created_to_last_notice_ms"] or {}).items():
-            if value is not None:
-                ax.axvline(value, linestyle=":", color="grey")
-                ax.text(value, 0.02, f" {name} {value:,.0f}", rotation=90, fontsize=8)
-        ax.axvline(250, color="tab:red", label="target p99")
+    series = results.get("series", {})
+    curves = {
+        **{
+            f"{rate}/s (f)": values for rate, values in series.get("latency_by_rate_ms", {}).items()
+        },
+        f"{fmt(results.get('fixed_rate', {}).get('target_per_s'))}/s (d)": series.get(
+            "fixed_rate_latencies_ms"
+        ),
+    }
+    for label, latencies in curves.items():
+        if latencies:
+            ax.plot(latencies, [i / len(latencies) for i in range(len(latencies))], label=label)
+    if any(curves.values()):
+        ax.axvline(LATENCY_TARGET_MS, color="tab:red", label="target p99")
+        ax.axhline(0.99, color="grey", linestyle=":")
         ax.legend()
     ax.set_xscale("log")
     ax.set_xlabel("created → last notice (ms)")
     ax.set_ylabel("fraction of orders")
-    ax.set_title(
-        f"(d) {fmt(results.get('fixed_rate', {}).get('target_per_s'))} orders/s: latency CDF"
-    )
+    ax.set_title("(d) and (f): latency CDF per offered rate")
 
     # 4. Per-hop breakdown (p50, stacked).
     ax = axes[1][1]

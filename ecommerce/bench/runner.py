@@ -55,6 +55,9 @@ class BenchOptions:
     saturation_seconds: float = 20.0
     rate: float = 100.0
     rate_seconds: float = 30.0
+    # (f): open-loop rates below (d)'s, to show up to which rate the latency target holds.
+    sweep_rates: tuple[float, ...] = (10.0, 25.0, 50.0)
+    sweep_seconds: float = 20.0
     connections: int = 16
     customers: int = 200
     skus: int = 10
@@ -144,6 +147,7 @@ class Bench:
             self._backlog_drain(backlog)
             self._saturation()
             self._fixed_rate()
+            self._latency_by_rate()
         finally:
             codes = self.supervisor.stop()
             self.results["meta"]["exit_codes"] = codes
@@ -522,21 +526,43 @@ class Bench:
             ),
         }
 
+    def _open_loop(
+        self, label: str, rate: float, seconds: float
+    ) -> tuple[dict[str, Any], list[float], list[str]]:
+        """Orders at a fixed rate (open loop), then a wait until every one has its last
+        notice: the load summary with created → last notice percentiles, the sorted
+        latencies and the order ids."""
+        with self._meter() as meter:
+            result = self._load(label, duration=seconds, rate=rate)
+        summary = self._load_summary(result, meter)
+        ids = result["order_ids"]
+        self._settle(f"{label}: last notices", ids, summary)
+        latencies, missing = measure.latencies_ms(ids)
+        summary["target_per_s"] = rate
+        summary["completed"] = len(latencies)
+        summary["incomplete"] = missing
+        summary["created_to_last_notice_ms"] = measure.percentiles(latencies)
+        return summary, sorted(latencies), ids
+
     def _fixed_rate(self) -> None:
         """(d) A fixed rate (open loop): latency from creation to the last notice, and
         where it goes, hop by hop."""
         opts = self.options
         self.say(f"(d) fixed rate: {opts.rate:g} orders/s for {opts.rate_seconds:g}s")
-        with self._meter() as meter:
-            result = self._load("fixed", duration=opts.rate_seconds, rate=opts.rate)
-        summary = self._load_summary(result, meter)
-        ids = result["order_ids"]
-        self._settle("fixed rate: last notices", ids, summary)
-        latencies, missing = measure.latencies_ms(ids)
-        summary["target_per_s"] = opts.rate
-        summary["completed"] = len(latencies)
-        summary["incomplete"] = missing
-        summary["created_to_last_notice_ms"] = measure.percentiles(latencies)
+        summary, latencies, ids = self._open_loop("fixed", opts.rate, opts.rate_seconds)
         summary["breakdown"] = measure.critical_path_breakdown(ids, self.namespace)
         self.results["fixed_rate"] = summary
-        self.results.setdefault("series", {})["fixed_rate_latencies_ms"] = sorted(latencies)
+        self.results.setdefault("series", {})["fixed_rate_latencies_ms"] = latencies
+
+    def _latency_by_rate(self) -> None:
+        """(f) The same open loop at lower rates: latency against load, to read off the
+        rate up to which a latency target holds on this machine."""
+        opts = self.options
+        rows, series = [], {}
+        for rate in opts.sweep_rates:
+            self.say(f"(f) latency by rate: {rate:g} orders/s for {opts.sweep_seconds:g}s")
+            summary, latencies, _ = self._open_loop(f"rate-{rate:g}", rate, opts.sweep_seconds)
+            rows.append(summary)
+            series[f"{rate:g}"] = latencies
+        self.results["latency_by_rate"] = rows
+        self.results.setdefault("series", {})["latency_by_rate_ms"] = series

@@ -25,6 +25,8 @@ def test_bench_pipeline_reports_every_phase(
         saturation_seconds=1,
         rate=10,
         rate_seconds=1,
+        sweep_rates=(4, 8),
+        sweep_seconds=1,
         connections=4,
         customers=5,
         skus=2,
@@ -52,10 +54,16 @@ def test_bench_pipeline_reports_every_phase(
         "(e) raw produce, relay's messages (msgs/s)",
         "orders.paid → notifications",
         "cores used by",
+        "(f) latency by offered rate",
+        "(f) 8/s",
+        "rest: other processes",
         # The limits were on; the bench turned them off for its own processes.
         "API rate limits: on in these settings, off for this run",
     ):
         assert row in table, row
+    if settings.DATABASES["default"]["HOST"] in ("127.0.0.1", "localhost"):
+        # The database runs on this machine: its CPU is a row of its own, not in the rest.
+        assert "| PostgreSQL (local)" in table
     results = json.loads((tmp_path / "bench.json").read_text())
     assert results["api_errors"] == 0
     assert set(results) >= {
@@ -82,6 +90,12 @@ def test_bench_pipeline_reports_every_phase(
         "payments.processed → orders",
         "orders.paid → notifications",
     ]
+    # (f): each rate ran its open loop and every order reached its last notice.
+    assert [step["target_per_s"] for step in results["latency_by_rate"]] == [4, 8]
+    assert all(
+        step["orders"] > 0 and step["incomplete"] == 0 for step in results["latency_by_rate"]
+    )
+    assert set(results["series"]["latency_by_rate_ms"]) == {"4", "8"}
     assert results["meta"]["exit_codes"] and all(
         code == 0 for code in results["meta"]["exit_codes"].values()
     )

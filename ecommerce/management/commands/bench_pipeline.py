@@ -1,3 +1,4 @@
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -8,14 +9,25 @@ from ecommerce.bench import report
 from ecommerce.bench.runner import Bench, BenchError, BenchOptions
 
 
+def _rates(text: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of rates: {text!r}") from None
+    if any(rate <= 0 for rate in rates):
+        raise argparse.ArgumentTypeError(f"rates must be positive: {text!r}")
+    return rates
+
+
 class Command(BaseCommand):
     help = (
         "Benchmark the pipeline as deployed (gunicorn, relay, one process per consumer group, "
         "Celery) against the configured PostgreSQL, Redis and broker, driven over HTTP by a "
         "separate load generator: (a) intake with workers idle, (b) backlog drain per stage, "
         "(c) the full pipeline at saturation, (d) latency at a fixed rate with a per-hop "
-        "breakdown, (e) raw confluent-kafka baselines. Prints a table; --json and --plot "
-        "write every figure and a chart. `make bench` sets up the services."
+        "breakdown, (e) raw confluent-kafka baselines, (f) latency at lower rates. Prints a "
+        "table; --json and --plot write every figure and a chart. `make bench` sets up the "
+        "services."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -35,6 +47,19 @@ class Command(BaseCommand):
         )
         add("--rate", type=float, default=defaults.rate, help="(d) orders/s, open loop.")
         add("--rate-seconds", type=float, default=defaults.rate_seconds, help="(d) duration.")
+        add(
+            "--sweep-rates",
+            type=_rates,
+            default=defaults.sweep_rates,
+            help="(f) open-loop rates in orders/s, comma-separated (default "
+            f"{','.join(f'{r:g}' for r in defaults.sweep_rates)}); an empty string skips (f).",
+        )
+        add(
+            "--sweep-seconds",
+            type=float,
+            default=defaults.sweep_seconds,
+            help="(f) duration of each rate.",
+        )
         add(
             "--connections",
             type=int,
@@ -101,6 +126,8 @@ class Command(BaseCommand):
             raise CommandError("--intake-seconds and --saturation-seconds must be positive")
         if bench_options.rate <= 0 or bench_options.rate_seconds <= 0:
             raise CommandError("--rate and --rate-seconds must be positive")
+        if bench_options.sweep_seconds <= 0:
+            raise CommandError("--sweep-seconds must be positive")
         if options["plot_path"]:
             try:
                 import matplotlib  # noqa: F401
