@@ -1,11 +1,33 @@
-"""Celery app: Redis broker, tasks autodiscovered from each app's `tasks.py`."""
+"""Celery app: Redis broker, tasks autodiscovered from each app's `tasks.py`.
+
+Database connections of a worker live as long as Django says, as in web requests and
+consumers. Celery's Django fix-up would close them before and after every task
+(`CELERY_DB_REUSE_MAX` unset): with PostgreSQL each task then paid for a new server process
+and a login. Instead `close_old_connections()` runs around each task, as Django's request
+handler does around each request: it closes a connection that failed or outlived
+`CONN_MAX_AGE`, and `CONN_HEALTH_CHECKS` makes the next query check it first.
+"""
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecommerce.settings")
 
 app = Celery("ecommerce")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(sender: Task | None = None, **kwargs: Any) -> None:
+    # An eager task runs inside its caller (a test's transaction, say): its connection is
+    # the caller's to manage, as the fix-up also leaves it alone.
+    if sender is not None and getattr(sender.request, "is_eager", False):
+        return
+    from django.db import close_old_connections  # Django is set up by the time a task runs
+
+    close_old_connections()

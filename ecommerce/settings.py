@@ -373,6 +373,9 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fix-up closes the database connections once every this many tasks; tasks
+# reuse them instead, within Django's CONN_MAX_AGE (ecommerce/celery.py says how).
+CELERY_DB_REUSE_MAX = 1_000_000_000
 # Worker lines go through LOGGING's structured formatter, not a format of Celery's own.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
