@@ -200,19 +200,20 @@ LATENCY_TARGET_MS = 250  # issue 7: created → last notice p99
 
 
 def latency_by_rate_table(results: dict[str, Any]) -> list[str]:
-    """(f), with (d) as its last row: latency and CPU against the offered rate."""
-    steps = list(results.get("latency_by_rate", []))
+    """(f), and (d) after it: latency and CPU against the offered rate."""
+    steps = [("(f)", step) for step in results.get("latency_by_rate", [])]
     if not steps:
         return []
     if results.get("fixed_rate"):
-        steps.append(results["fixed_rate"])
+        steps.append(("(d)", results["fixed_rate"]))
     rows = []
-    for step in sorted(steps, key=lambda s: s["target_per_s"]):
+    for phase, step in steps:
         latency = step.get("created_to_last_notice_ms") or {}
         p99 = latency.get("p99")
         rows.append(
             (
-                fmt(step["target_per_s"]),
+                phase,
+                f"{step['target_per_s']:g}",
                 fmt(step.get("orders_per_s"), 1),
                 ms3(latency),
                 fmt((step.get("api_latency_ms") or {}).get("p99"), 1),
@@ -222,10 +223,11 @@ def latency_by_rate_table(results: dict[str, Any]) -> list[str]:
         )
     return [
         "",
-        "(f) latency by offered rate (open loop; the last row is (d)):",
+        "(f) latency by offered rate (open loop), and (d):",
         *markdown(
             rows,
             (
+                "phase",
                 "offered (orders/s)",
                 "achieved",
                 "created → last notice p50 / p95 / p99 (ms)",
@@ -250,7 +252,7 @@ def cpu_table(results: dict[str, Any]) -> list[str]:
         "(c)": results.get("saturation", {}).get("cpu"),
         "(d)": results.get("fixed_rate", {}).get("cpu"),
         **{
-            f"(f) {fmt(step['target_per_s'])}/s": step.get("cpu")
+            f"(f) {step['target_per_s']:g}/s": step.get("cpu")
             for step in results.get("latency_by_rate", [])
         },
     }
