@@ -52,7 +52,7 @@ def _locked_stock(product_ids: Iterable[int]) -> dict[int, StockLevel]:
     return {row.product_id: row for row in rows}
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # joins a consumer batch's transaction
 def stock_reserve_for_orders(*, orders: Sequence[OrderStockRequest]) -> list[ReservationOutcome]:
     """Reserve every line of each order, or nothing of it, deciding order by order in the
     given order (offset order): a constant number of queries however many orders.
@@ -192,7 +192,7 @@ def product_create(
     return product
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # joins a consumer batch's transaction
 def stock_reserve_for_orders_and_report(
     *, orders: Sequence[OrderStockRequest]
 ) -> list[ReservationOutcome]:

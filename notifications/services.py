@@ -77,7 +77,7 @@ class OrderChangeNotice:
     correlation_id: str = ""
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # joins a consumer batch's transaction
 def notifications_create_for_order_changes(
     *, notices: Sequence[OrderChangeNotice]
 ) -> list[Notification | None]:

@@ -236,7 +236,7 @@ def payment_charges_request(*, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID
     )
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # joins a consumer batch's transaction
 def payments_record_charges(
     *, charges: Mapping[uuid.UUID, GatewayAnswer], causes: Sequence[PaymentCause]
 ) -> dict[uuid.UUID, Payment]:
@@ -345,7 +345,7 @@ def payment_refunds_request(
     )
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # joins a consumer batch's transaction
 def payments_record_refunds(
     *, refunds: Mapping[uuid.UUID, GatewayAnswer], causes: Sequence[PaymentCause]
 ) -> dict[uuid.UUID, Payment]:

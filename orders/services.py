@@ -225,7 +225,7 @@ class OrderChange:
     causation_id: uuid.UUID | None = None
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # joins a consumer batch's transaction
 def orders_apply_changes(*, changes: Sequence[OrderChange]) -> dict[uuid.UUID, Order]:
     """Apply saga events to orders, in the given order, in a constant number of queries:
     every order locked in one statement (primary-key order), one UPDATE, one INSERT of

@@ -64,7 +64,7 @@ def _allowed_lateness() -> timedelta:
     return timedelta(seconds=settings.REPORTING["ORDER_RATE_ALLOWED_LATENESS_SECONDS"])
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # joins a consumer batch's transaction
 def order_rate_count(*, events: Sequence[Event]) -> None:
     """Count `orders.created` events into their one-minute windows (reporting.windows), in
     the order given, advance the watermark, and close the windows it passed. Every window a
@@ -172,7 +172,7 @@ def order_rate_records_published(records: Sequence[OutputRecord]) -> None:
             ).update(published_revision=revision)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # joins a consumer batch's transaction
 def order_rate_window_store(*, record: OrderRateWindowRecord) -> bool:
     """Keep a window record from metrics.order.rate unless one of the same or a later
     revision is already kept; return whether it was kept."""
@@ -225,7 +225,7 @@ def _live_generation_select(*, lock: bool) -> int | None:
     return ReadModelState.objects.filter(pk=1).values_list("live_generation", flat=True).first()
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # joins a consumer batch's transaction
 def read_models_apply(*, events: Sequence[Event], generation: int | None = None) -> int:
     """Apply order events (orders.created and every orders.<status>), in the order given, to
     the read models of `generation` (default: the live one, locked shared). Each event is

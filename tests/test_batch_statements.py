@@ -1,0 +1,74 @@
+"""What a consumer batch costs in SQL: an order's whole saga handed, event by event, to every
+group's registered handlers as batches of one (the common case at low load, where the
+fixed cost per batch is what counts). Each statement is a round trip and server work, so
+the count is pinned, like the API's query count in orders/tests/test_api.py."""
+
+import json
+from collections import Counter
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from kafka_bridge.consumer.apply import events_apply
+from kafka_bridge.contracts import event_decode
+from kafka_bridge.models import OutboxEvent
+from kafka_bridge.registry import CONSUMERS
+from orders.payments import payment_gateway
+from orders.services import OrderItemInput, order_create
+from testing.factories import customer_create, product_with_stock
+
+# Statements for the batches of one order's saga, all groups together (BEGIN and COMMIT
+# included): 90 when this was pinned. A change that adds some should say why.
+SAGA_STATEMENTS_AT_MOST = 90
+
+
+def _saga_batches_of_one() -> dict[tuple[str, str], Counter[str]]:
+    """Every event the order causes, oldest first, applied by each group that handles it;
+    the first word of each statement, per (group, event type)."""
+    product = product_with_stock()
+    last_id = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    order_create(customer=customer_create(), items=[OrderItemInput(product.sku, 1)])
+    statements: dict[tuple[str, str], Counter[str]] = {}
+    while row := OutboxEvent.objects.filter(id__gt=last_id).order_by("id").first():
+        last_id = row.id
+        event = event_decode(json.dumps(row.envelope).encode())
+        for name, spec in CONSUMERS.items():
+            if spec.is_raw or event.event_type not in spec.handlers:
+                continue
+            with CaptureQueriesContext(connection) as captured:
+                events_apply(group=name, events=[event], handlers=spec.handlers)
+            statements[(name, event.event_type)] = Counter(
+                query["sql"].split()[0].upper() for query in captured.captured_queries
+            )
+    return statements
+
+
+@pytest.mark.django_db(transaction=True)  # real BEGIN and COMMIT; the charge runs outside one
+def test_a_batch_of_one_is_one_transaction_without_savepoints():
+    # Given an order's saga run through every group's handlers as batches of one, after a
+    # first order's (which creates rows made once, such as the order-rate watermark)
+    payment_gateway.cache_clear()
+    _saga_batches_of_one()
+    statements = _saga_batches_of_one()
+
+    # Then the saga went all the way (every group saw its events) ...
+    assert set(statements) >= {
+        ("inventory", "orders.created"),
+        ("orders", "inventory.reserved"),
+        ("orders", "payments.processed"),
+        ("notifications", "orders.paid"),
+        ("read_models", "orders.paid"),
+    }
+    # ... each batch was one transaction, but the orders group's charge, which commits the
+    # reservation before calling the gateway and records its answer after ...
+    transactions = {key: counts["BEGIN"] for key, counts in statements.items()}
+    assert transactions.pop(("orders", "inventory.reserved")) == 2
+    assert set(transactions.values()) == {1}, transactions
+    # ... the services the handlers call joined the batch's transaction: no savepoint (a
+    # failing handler fails the whole batch, which the runner then splits) ...
+    with_savepoints = {key for key, counts in statements.items() if counts["SAVEPOINT"]}
+    assert not with_savepoints
+    # ... and the whole saga stayed within its statement budget
+    total = sum(sum(counts.values()) for counts in statements.values())
+    assert total <= SAGA_STATEMENTS_AT_MOST, {k: sum(c.values()) for k, c in statements.items()}
