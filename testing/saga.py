@@ -1,9 +1,12 @@
 """Observations of an order's saga used by the end-to-end tests."""
 
+import json
 from collections import Counter
+from collections.abc import Iterator
 
 from inventory.models import Reservation, StockLevel
 from kafka_bridge.client import group_name
+from kafka_bridge.contracts import Event, event_decode
 from kafka_bridge.models import OutboxEvent, ProcessedEvent
 from kafka_bridge.registry import SAGA_CONSUMERS
 from notifications.models import Notification
@@ -70,3 +73,11 @@ def snapshot(order_id: str, sku: str) -> dict[str, object]:
             consumer_group__in=[group_name(n) for n in SAGA_CONSUMERS]
         ).count(),
     }
+
+
+def events_recorded_after(outbox_id: int) -> Iterator[Event]:
+    """The outbox's events after `outbox_id`, oldest first, decoded as a consumer would get
+    them; read one at a time, so events recorded while the caller handles one come too."""
+    while row := OutboxEvent.objects.filter(id__gt=outbox_id).order_by("id").first():
+        outbox_id = row.id
+        yield event_decode(json.dumps(row.envelope).encode())

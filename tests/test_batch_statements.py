@@ -3,7 +3,6 @@ group's registered handlers as batches of one (the common case at low load, wher
 fixed cost per batch is what counts). Each statement is a round trip and server work, so
 the count is pinned, like the API's query count in orders/tests/test_api.py."""
 
-import json
 from collections import Counter
 
 import pytest
@@ -11,12 +10,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from kafka_bridge.consumer.apply import events_apply
-from kafka_bridge.contracts import event_decode
 from kafka_bridge.models import OutboxEvent
 from kafka_bridge.registry import CONSUMERS
 from orders.payments import payment_gateway
 from orders.services import OrderItemInput, order_create
 from testing.factories import customer_create, product_with_stock
+from testing.saga import events_recorded_after
 
 # Statements for the batches of one order's saga, all groups together (BEGIN and COMMIT
 # included): 90 when this was pinned. A change that adds some should say why.
@@ -30,9 +29,7 @@ def _saga_batches_of_one() -> dict[tuple[str, str], Counter[str]]:
     last_id = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
     order_create(customer=customer_create(), items=[OrderItemInput(product.sku, 1)])
     statements: dict[tuple[str, str], Counter[str]] = {}
-    while row := OutboxEvent.objects.filter(id__gt=last_id).order_by("id").first():
-        last_id = row.id
-        event = event_decode(json.dumps(row.envelope).encode())
+    for event in events_recorded_after(last_id):
         for name, spec in CONSUMERS.items():
             if spec.is_raw or event.event_type not in spec.handlers:
                 continue

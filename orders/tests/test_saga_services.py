@@ -1,7 +1,6 @@
 """The order saga's services: payment failure, cancel, ship, deliver, expiry, timeline, and
 the inventory side of shipping and cancelling."""
 
-import json
 import uuid
 from datetime import timedelta
 
@@ -16,7 +15,6 @@ from inventory.services import (
     stock_reserve_for_order,
 )
 from kafka_bridge.consumer.apply import events_apply
-from kafka_bridge.contracts import event_decode
 from kafka_bridge.models import OutboxEvent
 from kafka_bridge.registry import CONSUMERS
 from orders.models import Order, Payment, Shipment
@@ -36,6 +34,7 @@ from orders.services import (
 from orders.status import InvalidOrderTransition, OrderStatus
 from orders.tasks import orders_expire_stale
 from testing.factories import customer_create, product_with_stock
+from testing.saga import events_recorded_after
 
 pytestmark = pytest.mark.django_db
 
@@ -403,12 +402,9 @@ def _orders_consumer_catches_up(*, after_event_id: int) -> None:
     """Hand every event recorded after `after_event_id` (and any they cause) to the orders
     consumer's registered handlers, oldest first, as the consumer would once it catches up."""
     handlers = CONSUMERS["orders"].handlers
-    last = after_event_id
-    while event := OutboxEvent.objects.filter(id__gt=last).order_by("id").first():
-        last = event.id
+    for event in events_recorded_after(after_event_id):
         if event.event_type in handlers:
-            decoded = event_decode(json.dumps(event.envelope).encode())
-            events_apply(group="orders-catching-up", events=[decoded], handlers=handlers)
+            events_apply(group="orders-catching-up", events=[event], handlers=handlers)
 
 
 @pytest.mark.django_db(transaction=True)  # the charge runs outside any transaction
