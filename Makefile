@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 RUN_ARGS ?=
 run: $(STAMP)
-	$(BIN)/python -m ecommerce.devstack $(RUN_ARGS)
+	$(BIN)/python -m tools.devstack $(RUN_ARGS)
 
 # Debian's Chromium and its WebDriver for the browser tests (tests/test_browser.py), installed
 # with apt-get when either is missing (CI runs as root; elsewhere through sudo).
@@ -31,11 +31,11 @@ test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py check_event_contracts
-	$(BIN)/pytest
+	$(BIN)/python -m pytest
 
 # Everything but the slow fault tests: for the edit-test loop (CI runs `make test`).
 test-fast: $(STAMP) chromium
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow"
 
 # The pipeline as deployed, measured (README "Benchmark"). Uses KAFKA_BOOTSTRAP_SERVERS,
 # REDIS_URL and DATABASE_URL (PostgreSQL) if set; otherwise a local Tansu broker, a local
@@ -44,7 +44,7 @@ test-fast: $(STAMP) chromium
 BENCH_OUT ?= .run/bench
 bench: $(STAMP)
 	mkdir -p $(BENCH_OUT)
-	$(BIN)/python -m ecommerce.bench --json $(BENCH_OUT)/bench.json --plot $(BENCH_OUT)/bench.png $(BENCH_ARGS)
+	$(BIN)/python -m tools.bench --json $(BENCH_OUT)/bench.json --plot $(BENCH_OUT)/bench.png $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .run db.sqlite3*

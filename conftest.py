@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from ecommerce.supervisor import Supervisor, current_database_url
+from tools.supervisor import Supervisor, current_database_url
 
 
 @pytest.fixture(autouse=True)
 def _no_outage_carried_between_tests() -> None:
     """Outage back-offs are per process; an outage one test caused must not skip calls in
     the next test."""
-    from ecommerce.throttling import _cache_backoff
+    from common.throttling import _cache_backoff
     from kafka_bridge.outbox import relay_waker
     from notifications.services import _enqueue_backoff
 

@@ -1,5 +1,5 @@
 """Gunicorn settings of the web service: the Docker image, docker-compose and the benchmark
-(`manage.py bench_pipeline`) all run `gunicorn ecommerce.wsgi:application` with this file
+(`python -m tools.bench`) all run `gunicorn ecommerce.wsgi:application` with this file
 (gunicorn reads ./gunicorn.conf.py by itself; command-line flags override it).
 
     WEB_CONCURRENCY  worker processes; default: CPUs available + 1 (3 on 2 cores)
@@ -14,7 +14,7 @@ import os
 import tempfile
 from typing import Any
 
-from ecommerce.structured_logs import logging_config
+from common.structured_logs import logging_config
 
 # gthread, not the default sync worker: sync workers close the connection after every
 # response (no keep-alive), and a request waiting on PostgreSQL would idle its whole process.
@@ -29,7 +29,7 @@ bind = [os.environ.get("WEB_BIND", "0.0.0.0:8000")]
 # idle timeout below it.
 keepalive = 5
 # Logs: gunicorn's own lines through the same structured formatter as the app's
-# (LOG_FORMAT, ecommerce/structured_logs.py). No gunicorn access log: the app writes one
+# (LOG_FORMAT, common/structured_logs.py). No gunicorn access log: the app writes one
 # line per request itself, with its correlation, user and order ids.
 accesslog = None
 logconfig_dict = logging_config(
@@ -44,7 +44,7 @@ logconfig_dict = logging_config(
 # Compose's stop_grace_period is 30 s: requests in flight get 25 of them.
 graceful_timeout = 25
 
-# Metrics (ecommerce/metrics.py): each worker process writes its values to files in this
+# Metrics (common/metrics.py): each worker process writes its values to files in this
 # directory, and /metrics adds up every worker's, so a scrape sees the whole server whichever
 # worker answers it (prometheus-client's multiprocess mode). Set here, before any worker
 # imports prometheus_client; emptied when the server starts, so counts start from zero.

@@ -11,7 +11,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from ecommerce.structured_logs import LOG_FORMATS, logging_config
+from common.structured_logs import LOG_FORMATS, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -57,14 +57,19 @@ INSTALLED_APPS = [
     # Swagger UI and Redoc served from our own static files: /api/docs/ works offline.
     "drf_spectacular_sidecar",
     "axes",
-    # The project package itself: API tokens, and its management commands (bench_pipeline).
-    "ecommerce",
+    # The platform: plumbing shared by the web tier and the workers, then the messaging
+    # library (outbox, relay, consumer runtime, dead letters). They name no domain app.
+    "common",
     "kafka_bridge",
+    # The domain apps. Each declares its events and consumers (`<app>/events.py`,
+    # `<app>/consumers.py`) and registers them from its AppConfig.ready().
+    "api_tokens",
     "inventory",
     "orders",
     "notifications",
     # The read side: tables built from events alone (orders per minute, sales and customer
-    # reports), rebuilt by replaying the topics. It imports no other app's models.
+    # reports), rebuilt by replaying the topics, and the admin's pipeline dashboard. It
+    # imports no other app's models.
     "reporting",
 ]
 
@@ -74,7 +79,7 @@ METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
 
 MIDDLEWARE = [
     # Outermost, so that request latency includes every other middleware.
-    *(["ecommerce.metrics.RequestMetricsMiddleware"] if METRICS_ENABLED else []),
+    *(["common.metrics.RequestMetricsMiddleware"] if METRICS_ENABLED else []),
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -82,15 +87,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "kafka_bridge.correlation.CorrelationIdMiddleware",
+    "common.correlation.CorrelationIdMiddleware",
     # Inside the correlation scope: binds the request's ids to its log lines, logs it.
-    "ecommerce.structured_logs.RequestLogMiddleware",
+    "common.structured_logs.RequestLogMiddleware",
     # Last, as django-axes requires: turns a locked-out login into its lockout response.
     "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "ecommerce.urls"
-SESSION_ENGINE = "ecommerce.sessions"
+SESSION_ENGINE = "common.sessions"
 WSGI_APPLICATION = "ecommerce.wsgi.application"
 
 TEMPLATES = [
@@ -153,24 +158,24 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first so that an anonymous request gets 401 with WWW-Authenticate, not 403.
-        "ecommerce.authentication.ApiTokenAuthentication",
+        "api_tokens.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # JSON bodies only (anything else is 415), so that JSON types are checked as the schema
-    # says (ecommerce.api_fields); the parser answers 400 (not 500) to deep nesting.
+    # says (common.api_fields); the parser answers 400 (not 500) to deep nesting.
     # DRF's stdlib-json renderer and parser are kept on purpose: orjson was measured on
     # POST /api/orders/ and saves ~20 us of ~14 ms CPU per request, no gain over HTTP.
-    "DEFAULT_PARSER_CLASSES": ["ecommerce.api_errors.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["common.api_errors.JSONParser"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=20),
-    "DEFAULT_SCHEMA_CLASS": "ecommerce.api_schema.AutoSchema",
-    "EXCEPTION_HANDLER": "ecommerce.api_errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "common.api_schema.AutoSchema",
+    "EXCEPTION_HANDLER": "common.api_errors.exception_handler",
     # Per customer on the whole API; per address for requests without valid credentials.
     # Order creation has its own, stricter limit on top (orders.apis). Rates: API_THROTTLE_*.
     "DEFAULT_THROTTLE_CLASSES": [
-        "ecommerce.throttling.CustomerRateThrottle",
-        "ecommerce.throttling.AnonymousRateThrottle",
+        "common.throttling.CustomerRateThrottle",
+        "common.throttling.AnonymousRateThrottle",
     ],
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
@@ -207,7 +212,7 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(seconds=env.int("AXES_COOLOFF_SECONDS", default=15 * 60))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "ecommerce.throttling.client_address"
+AXES_CLIENT_IP_CALLABLE = "common.throttling.client_address"
 # No start-up banner in every process; failed logins and lockouts are still logged.
 AXES_VERBOSE = False
 
@@ -226,7 +231,7 @@ CACHES = {
         "KEY_PREFIX": "cache",
         # Every API request reads its rate-limit counters here: a frozen Redis must cost a
         # request a fraction of a second (then limits are off for a while, see
-        # ecommerce.throttling), not the 2 s the workers' Redis client waits.
+        # common.throttling), not the 2 s the workers' Redis client waits.
         "OPTIONS": {"socket_timeout": 0.25, "socket_connect_timeout": 0.25},
     }
 }
@@ -402,7 +407,7 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Logging ----------------------------------------------------------------------------
-# Every process logs through one structlog formatter (ecommerce/structured_logs.py): JSON
+# Every process logs through one structlog formatter (common/structured_logs.py): JSON
 # lines with the request's, batch's or task's ids in production (LOG_FORMAT=json, set in
 # docker-compose), readable console lines by default (make run).
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
@@ -415,7 +420,7 @@ LOGGING = logging_config(
     log_format=LOG_FORMAT,
     level=LOG_LEVEL,
     loggers={
-        # One line per request comes from ecommerce.structured_logs' middleware, with ids.
+        # One line per request comes from common.structured_logs' middleware, with ids.
         "django.server": {"level": "WARNING"},
         "django.db.backends": {"level": "WARNING"},
     },

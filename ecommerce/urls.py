@@ -7,9 +7,9 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
-from ecommerce.dashboard import pipeline_dashboard
-from ecommerce.metrics import metrics
-from ecommerce.views import healthz, not_found, readyz
+from common.metrics import metrics
+from common.views import healthz, not_found, readyz
+from reporting.dashboard import pipeline_dashboard
 
 # Under /api/, a URL that is no route (an unknown path, a malformed order id) answers in the
 # API's error format; elsewhere Django's page. (With DJANGO_DEBUG Django shows its debug page.)
@@ -32,7 +32,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path(
         "api/redoc/",
-        SpectacularRedocView.as_view(url_name="schema", template_name="ecommerce/redoc.html"),
+        SpectacularRedocView.as_view(url_name="schema", template_name="common/redoc.html"),
         name="redoc",
     ),
 ]

@@ -15,9 +15,9 @@ from django.template.backends.django import Template
 from django.template.response import TemplateResponse
 from django.utils.translation import ngettext
 
+from common.admin import ExactUUIDSearchMixin, ReadOnlyAdminMixin
 from inventory.models import Product, Reservation, StockLevel
 from inventory.services import stock_restock
-from kafka_bridge.admin import ExactUUIDSearchMixin, ReadOnlyAdminMixin
 
 LOW_STOCK_THRESHOLD = 10
 RESTOCK_DEFAULT_QUANTITY = 10

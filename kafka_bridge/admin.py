@@ -1,27 +1,22 @@
 """Read-only admin for the outbox and the consumers' processed-event log.
 
 Nothing here writes: outbox rows are written by services and published by the relay,
-processed-event rows are written by consumers. RelayLock is internal and not registered.
-
-The two mixins below are shared by the other apps' admins (kafka_bridge is the app every
-other app already depends on).
+processed-event rows are written by consumers.
 """
 
 import contextlib
 import json
-import re
-import uuid
-from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 from django.utils.timesince import timesince
 
+from common.admin import ExactUUIDSearchMixin, ReadOnlyAdminMixin, wrappable
 from kafka_bridge.dead_letters import (
     DeadLetterNotReplayable,
     dead_letter_discard,
@@ -30,65 +25,6 @@ from kafka_bridge.dead_letters import (
 from kafka_bridge.models import DeadLetter, OutboxEvent, ProcessedEvent
 
 ERROR_MESSAGE_LIST_CHARS = 160
-
-
-class ReadOnlyAdminMixin:
-    """View-only admin: rows are written by services and consumers, never by hand."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-def _parse_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value.strip())
-    except ValueError:
-        return None
-
-
-class ExactUUIDSearchMixin:
-    """A pasted UUID finds rows by an exact (indexed) match on `uuid_search_fields`, in
-    addition to whatever the ordinary `search_fields` match."""
-
-    uuid_search_fields: tuple[str, ...] = ()
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
-    ) -> tuple[QuerySet[Any], bool]:
-        results, may_have_duplicates = super().get_search_results(  # type: ignore[misc]
-            request, queryset, search_term
-        )
-        value = _parse_uuid(search_term) if search_term else None
-        if value is None or not self.uuid_search_fields:
-            return results, may_have_duplicates
-        exact = queryset.filter(
-            Q.create([(field, value) for field in self.uuid_search_fields], connector=Q.OR)
-        )
-        if not self.get_search_fields(request):  # type: ignore[attr-defined]
-            return exact, may_have_duplicates
-        return results | exact, may_have_duplicates
-
-
-def wrappable(text: str) -> SafeString:
-    """`text` that may wrap after each dot or @ when its list column is narrow (a dotted
-    class name, an e-mail address) instead of widening the list beyond the window."""
-    parts = re.split(r"(?<=[.@])", text)
-    return format_html_join(mark_safe("<wbr>"), "{}", ((part,) for part in parts))
-
-
-def short_id(value: uuid.UUID, href: str = "") -> SafeString:
-    """An id for a list column: its first block, which tells rows apart on a page, with the
-    full id as the title (a full UUID wraps over several lines in a column); a link to
-    `href` if given."""
-    if href:
-        return format_html('<a href="{}" title="{}">{}</a>', href, value, str(value)[:8])
-    return format_html('<span title="{}">{}</span>', value, str(value)[:8])
 
 
 class PublishedFilter(admin.SimpleListFilter):

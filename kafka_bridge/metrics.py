@@ -1,7 +1,7 @@
 """Prometheus metrics of the worker processes: the consumers and the outbox relay.
 
 A worker serves them on `METRICS_PORT` (`metrics_serve`); the web tier has its own
-(`ecommerce/metrics.py`). The consumer runtime is batched, and so is its instrumentation:
+(`common/metrics.py`). The consumer runtime is batched, and so is its instrumentation:
 counters move once per batch by the batch's figures, never once per event. Label values
 that never change in a process (the group) are bound once, up front. The README lists every
 metric with its labels.

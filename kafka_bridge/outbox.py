@@ -21,10 +21,10 @@ from pydantic import BaseModel
 # model_dump() + json.dumps(), with no extra dependency.
 from pydantic_core import to_json
 
+from common.correlation import correlation_id_for
+from common.redis_client import OutageBackoff, redis_client
 from kafka_bridge.contracts import event_type_get, payload_validate
-from kafka_bridge.correlation import correlation_id_for
 from kafka_bridge.models import ArchivedEvent, DeadLetter, OutboxEvent
-from kafka_bridge.redis_client import OutageBackoff, redis_client
 from kafka_bridge.sql import rows_insert
 
 logger = logging.getLogger(__name__)

@@ -42,13 +42,13 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from common.redis_client import redis_client
 from kafka_bridge.client import pipeline_topics, producer_config, topic_name, topics_ensure
 from kafka_bridge.heartbeat import Heartbeat
 from kafka_bridge.lifecycle import StopFlag
 from kafka_bridge.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 from kafka_bridge.models import OutboxEvent
 from kafka_bridge.outbox import RELAY_WAKE_CHANNEL
-from kafka_bridge.redis_client import redis_client
 from kafka_bridge.wire import RegistryFramer, registry_framer
 
 logger = logging.getLogger(__name__)

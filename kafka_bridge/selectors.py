@@ -1,12 +1,18 @@
-"""Reads of the outbox and the dead letters, shared by the metrics collector and the
-admin's pipeline dashboard."""
+"""Reads of the outbox, the dead letters and consumer lag, shared by the metrics collector
+and the admin's pipeline dashboard."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
+from confluent_kafka import KafkaException
+from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from common.time_series import counts_per_minute
+from kafka_bridge.lag import PartitionLag, consumer_lag_list
 from kafka_bridge.models import DeadLetter, OutboxEvent
+from kafka_bridge.registry import CONSUMERS
 
 
 @dataclass(frozen=True)
@@ -39,3 +45,47 @@ def dead_letters_by_topic() -> list[dict[str, object]]:
 
 def dead_letters_recent(*, limit: int = 10) -> QuerySet[DeadLetter]:
     return DeadLetter.objects.order_by("-stored_at", "-id")[:limit]
+
+
+def events_recorded_per_minute(*, since: datetime) -> dict[datetime, int]:
+    """Events recorded (outbox rows) in each minute from `since` (UTC; empty minutes absent)."""
+    return counts_per_minute(OutboxEvent.objects.all(), since=since)
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    group: str
+    partitions: int
+    lag: int
+    never_committed: int  # partitions the group has not committed on yet
+
+
+@dataclass(frozen=True)
+class PipelineLag:
+    groups: list[GroupLag]
+    unavailable: str = ""  # why the broker gave no figures
+    approximate: bool = False  # the broker's end offsets are known to be wrong
+
+
+def consumer_lag_by_group(*, timeout: float = 2.0) -> PipelineLag:
+    """Lag summed per consumer group, from the broker within `timeout` seconds; a broker
+    that does not answer gives no figures and the reason, never an error."""
+    try:
+        rows, _missing = consumer_lag_list(CONSUMERS.values(), timeout=timeout)
+    except KafkaException as exc:
+        return PipelineLag(groups=[], unavailable=str(exc.args[0] if exc.args else exc))
+    groups: dict[str, list[PartitionLag]] = {}
+    for row in rows:
+        groups.setdefault(row.group, []).append(row)
+    return PipelineLag(
+        groups=[
+            GroupLag(
+                group=group,
+                partitions=len(partitions),
+                lag=sum(p.lag for p in partitions),
+                never_committed=sum(p.committed is None for p in partitions),
+            )
+            for group, partitions in sorted(groups.items())
+        ],
+        approximate=settings.KAFKA["END_OFFSETS_APPROXIMATE"],
+    )

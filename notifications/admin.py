@@ -7,7 +7,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.safestring import SafeString
 
-from kafka_bridge.admin import ExactUUIDSearchMixin, ReadOnlyAdminMixin, short_id, wrappable
+from common.admin import ExactUUIDSearchMixin, ReadOnlyAdminMixin, short_id, wrappable
 from notifications.models import Notification
 from notifications.services import notification_resend
 

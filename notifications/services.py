@@ -17,9 +17,9 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from ecommerce.structured_logs import log_context
+from common.redis_client import OutageBackoff
+from common.structured_logs import log_context
 from kafka_bridge.contracts import OrderCreatedV2, OrderStatusChangedV1, ShippingAddress
-from kafka_bridge.redis_client import OutageBackoff
 from notifications.models import Notification, OrderShippingAddress
 
 logger = logging.getLogger(__name__)

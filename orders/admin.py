@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from kafka_bridge.admin import ExactUUIDSearchMixin, ReadOnlyAdminMixin, short_id, wrappable
+from common.admin import ExactUUIDSearchMixin, ReadOnlyAdminMixin, short_id, wrappable
 from kafka_bridge.contracts import ShippingAddress
 from orders.models import Order
 from orders.selectors import order_timeline

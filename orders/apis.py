@@ -18,11 +18,11 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from ecommerce.api_errors import ApiDomainError
-from ecommerce.api_fields import StrictCharField, StrictIntegerField
-from ecommerce.api_schema import ErrorSerializer, FieldErrorsSerializer
-from ecommerce.structured_logs import bind_contextvars
-from ecommerce.throttling import OrderCreateRateThrottle
+from common.api_errors import ApiDomainError
+from common.api_fields import StrictCharField, StrictIntegerField
+from common.api_schema import ErrorSerializer, FieldErrorsSerializer
+from common.structured_logs import bind_contextvars
+from common.throttling import OrderCreateRateThrottle
 from kafka_bridge.contracts import ShippingAddress
 from orders.models import Order, SalesChannel
 from orders.selectors import order_get_for_customer, order_list_for_customer, order_timeline

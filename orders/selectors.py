@@ -5,8 +5,9 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
+from common.time_series import counts_per_minute
 from kafka_bridge.contracts import ORDER_TRANSITION_EVENTS
 from kafka_bridge.models import ArchivedEvent, OutboxEvent
 from kafka_bridge.outbox import aggregate_events
@@ -130,3 +131,14 @@ def _history_check(orders: list[tuple[uuid.UUID, str]]) -> Iterator[OrderHistory
             yield OrderHistoryDisagreement(
                 order_id, stored, replay.status, event_types, replay.problem
             )
+
+
+def orders_count_by_status() -> list[tuple[str, str, int]]:
+    """(status, label, orders) for every status, zeros included, in the saga's order."""
+    counts = dict(Order.objects.order_by().values_list("status").annotate(n=Count("id")))
+    return [(status.value, status.label, counts.get(status.value, 0)) for status in OrderStatus]
+
+
+def orders_placed_per_minute(*, since: datetime) -> dict[datetime, int]:
+    """Orders placed in each minute from `since` (UTC minutes; minutes without any absent)."""
+    return counts_per_minute(Order.objects.all(), since=since)

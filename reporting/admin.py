@@ -7,7 +7,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from kafka_bridge.admin import ReadOnlyAdminMixin
+from common.admin import ReadOnlyAdminMixin
 from reporting.models import (
     CustomerOrderSummary,
     OrderRateWindow,
@@ -16,6 +16,9 @@ from reporting.models import (
     ReadModelRebuild,
 )
 from reporting.selectors import read_models_generation
+
+# The admin's home page leads to the pipeline dashboard (reporting/dashboard.py) too.
+admin.site.index_template = "reporting/admin/index.html"
 
 
 @admin.register(OrderRateWindow)

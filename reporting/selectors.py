@@ -1,10 +1,14 @@
-"""Reads of the read side: the tables staff see through the admin and the staff API."""
+"""Reads of the read side: the tables staff see through the admin and the staff API, and
+the figures of the admin's pipeline dashboard."""
 
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from kafka_bridge.selectors import events_recorded_per_minute
+from orders.selectors import orders_placed_per_minute
 from reporting.models import (
     CustomerOrderSummary,
     OrderRateWindow,
@@ -56,3 +60,23 @@ def customer_summary_list(*, customer_id: int | None = None) -> QuerySet[Custome
     if customer_id is not None:
         rows = rows.filter(customer_id=customer_id)
     return rows.order_by("-lifetime_value", "customer_id")
+
+
+@dataclass(frozen=True)
+class MinuteCounts:
+    minute: datetime  # start of the minute, UTC
+    orders: int
+    events: int
+
+
+def pipeline_minutes(*, minutes: int = 60, now: datetime | None = None) -> list[MinuteCounts]:
+    """Orders placed and events recorded (outbox rows) in each of the last `minutes`
+    minutes, oldest first, the current minute last; minutes without any are zeros."""
+    end = (now or timezone.now()).astimezone(UTC).replace(second=0, microsecond=0)
+    start = end - timedelta(minutes=minutes - 1)
+    orders = orders_placed_per_minute(since=start)
+    events = events_recorded_per_minute(since=start)
+    return [
+        MinuteCounts(minute=at, orders=orders.get(at, 0), events=events.get(at, 0))
+        for at in (start + timedelta(minutes=i) for i in range(minutes))
+    ]

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from rest_framework.test import APIClient
 
-from ecommerce.services import api_token_issue
+from api_tokens.services import api_token_issue
 from inventory.models import Product
 from inventory.services import product_create
 

@@ -18,13 +18,13 @@ from django.db import connection
 from django.db.models import Sum
 from rest_framework.test import APIClient
 
-from ecommerce.localservices import LocalService
-from ecommerce.services import api_token_issue
-from ecommerce.supervisor import Child, Supervisor
+from api_tokens.services import api_token_issue
 from inventory.models import Reservation, StockLevel
 from kafka_bridge.models import OutboxEvent
 from notifications.models import Notification
 from orders.models import FakeGatewayTransaction, Order, OrderLine, Payment
+from tools.localservices import LocalService
+from tools.supervisor import Child, Supervisor
 
 K = Notification.Kind
 

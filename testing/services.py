@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ecommerce.localservices import (
+from tools.localservices import (
     LocalService,
     LocalServiceError,
     docker_available,

@@ -44,7 +44,7 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
-from ecommerce.services import api_token_issue
+from api_tokens.services import api_token_issue
 from ecommerce.wsgi import application
 from kafka_bridge.models import OutboxEvent
 from orders.models import Order

@@ -15,8 +15,8 @@ import urllib.request
 
 import pytest
 
-from ecommerce.localservices import free_port
-from ecommerce.supervisor import REPO_ROOT
+from tools.localservices import free_port
+from tools.supervisor import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ def test_devstack_runs_an_order_through_on_embedded_defaults(tmp_path):
     env = _make_run_environment(tmp_path)
 
     result = subprocess.run(
-        [sys.executable, "-m", "ecommerce.devstack", "--smoke-test", "--port", str(free_port())],
+        [sys.executable, "-m", "tools.devstack", "--smoke-test", "--port", str(free_port())],
         env=env,
         cwd=REPO_ROOT,
         capture_output=True,
@@ -60,7 +60,7 @@ def test_the_readme_expiry_walkthrough_leaves_an_order_pending_until_it_expires(
     env.update(ORDERS_PENDING_TIMEOUT_SECONDS="10", ORDERS_EXPIRY_SWEEP_SECONDS="5")
     port = free_port()
     stack = subprocess.Popen(
-        [sys.executable, "-m", "ecommerce.devstack", "--port", str(port), "--without", "inventory"],
+        [sys.executable, "-m", "tools.devstack", "--port", str(port), "--without", "inventory"],
         env=env,
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,

@@ -12,7 +12,6 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum
 
-from ecommerce.localservices import LocalService, free_port
 from inventory.models import Reservation, StockLevel
 from inventory.services import stock_restock
 from kafka_bridge.client import topic_name
@@ -41,6 +40,7 @@ from testing.kafka import message_reproduce, topic_read_all
 from testing.polling import wait_until
 from testing.saga import wait_for_status
 from testing.services import SERVICES
+from tools.localservices import LocalService, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

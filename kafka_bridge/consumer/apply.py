@@ -15,8 +15,8 @@ from typing import Any
 
 from django.db import transaction
 
+from common.correlation import causing_events
 from kafka_bridge.contracts import Event
-from kafka_bridge.correlation import causing_events
 from kafka_bridge.registry import Handler, TwoPhaseHandler
 
 from .idempotency import processed_events_known, processed_events_mark

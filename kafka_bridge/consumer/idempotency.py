@@ -15,9 +15,9 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
+from common.redis_client import OutageBackoff, redis_client
 from kafka_bridge.contracts import Event
 from kafka_bridge.models import ProcessedEvent
-from kafka_bridge.redis_client import OutageBackoff, redis_client
 from kafka_bridge.sql import rows_insert
 
 logger = logging.getLogger(__name__)

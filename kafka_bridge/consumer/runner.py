@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
-from ecommerce.structured_logs import bind_contextvars, clear_contextvars, log_context
+from common.structured_logs import bind_contextvars, clear_contextvars, log_context
 from kafka_bridge.client import consumer_config, group_name, topic_name
 from kafka_bridge.contracts import Event
 from kafka_bridge.heartbeat import Heartbeat

@@ -9,7 +9,6 @@ import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
 from django.core.management import CommandError, call_command
 
-from ecommerce.localservices import free_port
 from kafka_bridge.client import (
     admin_client,
     common_config,
@@ -21,6 +20,7 @@ from kafka_bridge.client import (
 from kafka_bridge.lag import END_OFFSETS_APPROXIMATE_NOTE
 from kafka_bridge.registry import CONSUMERS
 from testing.services import SERVICES
+from tools.localservices import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 
+from common.redis_client import redis_client
 from inventory.models import Reservation, StockLevel
 from kafka_bridge.client import group_name, topic_name
 from kafka_bridge.models import OutboxEvent
-from kafka_bridge.redis_client import redis_client
 from notifications.models import Notification
 from orders.models import Order
 from testing.factories import api_client_for, customer_create, product_with_stock

@@ -8,13 +8,12 @@ import pytest
 from django.db import connection, transaction
 from prometheus_client import REGISTRY
 
-from ecommerce.localservices import free_port
+from common.redis_client import redis_client
 from kafka_bridge.client import group_name, pipeline_topics, topic_name, topics_ensure
 from kafka_bridge.consumer import idempotency_redis_key
 from kafka_bridge.metrics import partition_lags
 from kafka_bridge.models import DeadLetter
 from kafka_bridge.outbox import NewEvent, outbox_events_record
-from kafka_bridge.redis_client import redis_client
 from kafka_bridge.relay import OutboxRelay, PublishRight
 from orders.models import Order
 from testing.factories import customer_create, order_place_via_api, product_with_stock
@@ -27,6 +26,7 @@ from testing.kafka import (
 )
 from testing.metrics import Scraper, metric_series
 from testing.polling import wait_until
+from tools.localservices import free_port
 
 pytestmark = pytest.mark.integration
 

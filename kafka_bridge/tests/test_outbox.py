@@ -8,8 +8,8 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from common.correlation import correlation_scope
 from kafka_bridge.contracts import EventDecodeError, OrderCreatedV2, event_decode
-from kafka_bridge.correlation import correlation_scope
 from kafka_bridge.models import OutboxEvent
 from kafka_bridge.outbox import NewEvent, outbox_event_record, outbox_events_record, relay_wake
 

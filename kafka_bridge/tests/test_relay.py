@@ -12,13 +12,13 @@ import pytest
 from confluent_kafka import Producer
 from django.db import connection, transaction
 
-from ecommerce.localservices import free_port
 from kafka_bridge.client import pipeline_topics, producer_config, topic_name, topics_ensure
 from kafka_bridge.models import OutboxEvent
 from kafka_bridge.outbox import NewEvent, outbox_events_record
 from kafka_bridge.relay import OutboxRelay
 from testing.kafka import topic_read_all
 from testing.polling import wait_until
+from tools.localservices import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
+from common.redis_client import redis_client
 from kafka_bridge.outbox import RELAY_WAKE_CHANNEL, relay_wake, relay_waker
-from kafka_bridge.redis_client import redis_client
 from testing.factories import customer_create, order_place_via_api, product_with_stock
 from testing.faults import service_frozen
 from testing.polling import wait_until
@@ -14,7 +14,7 @@ from testing.services import SERVICES
 
 pytestmark = pytest.mark.django_db(transaction=True)  # wake-ups are sent after commit
 
-# The Redis client's socket timeout (kafka_bridge.redis_client): a request that waited for
+# The Redis client's socket timeout (common.redis_client): a request that waited for
 # a wake-up during a freeze would take at least this long.
 REDIS_SOCKET_TIMEOUT_S = 2.0
 

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import pytest
 from django.db import connection
 
-from ecommerce.localservices import free_port
 from inventory.models import Reservation
 from kafka_bridge.client import pipeline_topics, topic_name, topics_ensure
 from kafka_bridge.consumer import ConsumerRunner
@@ -28,6 +27,7 @@ from testing.factories import (
 )
 from testing.kafka import event_envelope, messages_produce, topic_read_all
 from testing.polling import wait_until
+from tools.localservices import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -676,9 +676,9 @@ def test_malformed_json_is_400_and_creates_nothing(raw):
 
 
 def test_error_module_named_in_settings_imports_first_without_a_cycle():
-    # DRF's views read DEFAULT_PARSER_CLASSES (our ecommerce.api_errors.JSONParser) while
+    # DRF's views read DEFAULT_PARSER_CLASSES (our common.api_errors.JSONParser) while
     # being imported; a script that imports our module first must not hit a cycle.
-    code = "import django; django.setup(); import ecommerce.api_errors"
+    code = "import django; django.setup(); import common.api_errors"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )

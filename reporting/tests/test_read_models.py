@@ -14,7 +14,6 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from ecommerce.localservices import free_port
 from kafka_bridge.models import OutboxEvent, ProcessedEvent
 from orders.models import Order
 from orders.services import order_cancel, order_deliver, order_ship
@@ -30,6 +29,7 @@ from reporting.services import read_models_dedupe_group
 from testing.factories import customer_create, order_place_via_api, product_with_stock
 from testing.polling import wait_until
 from testing.saga import wait_for_status
+from tools.localservices import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from ecommerce.services import api_token_issue, api_tokens_revoke
+from api_tokens.services import api_token_issue, api_tokens_revoke
 from inventory.models import Product
 from inventory.services import product_create
 
