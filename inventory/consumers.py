@@ -10,7 +10,9 @@ from inventory.services import (
     stock_release_for_orders,
     stock_reserve_for_orders_and_report,
 )
-from kafka_bridge.contracts import Event, OrderCreatedV2, OrderStatusChangedV1
+from kafka_bridge.contracts import Event
+from kafka_bridge.registry import ConsumerSpec
+from orders.events import OrderCreatedV2, OrderStatusChangedV1
 
 
 def on_orders_created(events: Sequence[Event]) -> None:
@@ -45,3 +47,14 @@ def on_orders_ended_unshipped(events: Sequence[Event]) -> None:
 def on_orders_shipped(events: Sequence[Event]) -> None:
     """The reservations are consumed: the units leave on-hand stock."""
     stock_commit_for_orders(order_ids=_order_ids(events))
+
+
+CONSUMER = ConsumerSpec(
+    name="inventory",
+    handlers={
+        "orders.created": on_orders_created,
+        "orders.cancelled": on_orders_ended_unshipped,
+        "orders.expired": on_orders_ended_unshipped,
+        "orders.shipped": on_orders_shipped,
+    },
+)

@@ -10,8 +10,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from inventory.events import InventoryFailedV1, InventoryReservedV1, StockItem
 from inventory.models import Product, Reservation, StockLevel
-from kafka_bridge.contracts import InventoryFailedV1, InventoryReservedV1, StockItem
 from kafka_bridge.outbox import NewEvent, outbox_events_record
 from kafka_bridge.sql import rows_update
 

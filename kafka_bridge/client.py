@@ -65,7 +65,7 @@ def consumer_config(*, group_id: str, role: str) -> dict[str, Any]:
 
 
 def topic_name(logical: str) -> str:
-    """The physical topic for a logical name (`orders` → `<namespace>orders`)."""
+    """The physical topic for a logical name (`<topic>` → `<namespace><topic>`)."""
     return f"{settings.KAFKA['NAMESPACE']}{logical}"
 
 
@@ -113,10 +113,9 @@ def topics_ensure(topics: list[str], *, timeout: float = 30.0) -> list[str]:
 def pipeline_topics() -> list[str]:
     """Every physical topic the pipeline uses: one per logical topic (event topics, then
     derived streams) plus its dead letters."""
-    from kafka_bridge.contracts import all_topics
-    from kafka_bridge.registry import STREAM_TOPICS
+    from kafka_bridge.registry import logical_topics
 
     names = []
-    for logical in [*all_topics(), *STREAM_TOPICS]:
+    for logical in logical_topics():
         names += [topic_name(logical), dead_letter_topic_name(logical)]
     return names

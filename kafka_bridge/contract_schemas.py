@@ -1,5 +1,5 @@
 """The released event contracts: one JSON Schema document per event type and version, checked
-in under `kafka_bridge/schemas/` (`orders.created.v2.json`), and the check that keeps the
+in under the owning app's `schemas/` folder (`<type>.v<version>.json`), and the check that keeps the
 code to them (`manage.py check_event_contracts`, run by `make test` before pytest).
 
 A released version may only grow optional fields, since events of it are already in the
@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kafka_bridge.contracts import EVENT_TYPES
+from kafka_bridge.contracts import EVENT_TYPES, SCHEMA_DIRS
 
-SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 # Keywords that carry no contract, and those this module walks into instead of comparing.
@@ -43,8 +42,16 @@ def payload_json_schema(event_type: str, version: int) -> Schema:
     return {"$schema": JSON_SCHEMA_DIALECT, "title": f"{event_type} v{version}", **generated}
 
 
-def schema_file(event_type: str, version: int, directory: Path = SCHEMAS_DIR) -> Path:
-    return directory / f"{event_type}.v{version}.json"
+def schema_file(event_type: str, version: int, directory: Path | None = None) -> Path:
+    """The released document of one version: in `directory` if given, else in the folder
+    its app registered the type with."""
+    folder = directory if directory is not None else SCHEMA_DIRS[event_type]
+    return folder / f"{event_type}.v{version}.json"
+
+
+def schema_dirs(directory: Path | None = None) -> list[Path]:
+    """The folders released documents live in: `directory`, or every app's."""
+    return [directory] if directory is not None else sorted(set(SCHEMA_DIRS.values()))
 
 
 def schema_render(schema: Schema) -> str:
@@ -166,8 +173,9 @@ class ContractProblem:
     writable: bool = False
 
 
-def contracts_check(directory: Path = SCHEMAS_DIR) -> list[ContractProblem]:
-    """Compare every event type and version in the code with its released document."""
+def contracts_check(directory: Path | None = None) -> list[ContractProblem]:
+    """Compare every event type and version in the code with its released document (in
+    `directory` if given, else in each app's `schemas/`)."""
     problems: list[ContractProblem] = []
     expected: set[Path] = set()
     for name, event_type in sorted(EVENT_TYPES.items()):
@@ -190,17 +198,17 @@ def contracts_check(directory: Path = SCHEMAS_DIR) -> list[ContractProblem]:
             elif not changes and path.read_text() != schema_render(current):
                 # Same contract, other formatting: recorded anyway so the file is exact.
                 problems.append(ContractProblem(f"{name} v{version}: document reformatted", True))
-    for path in sorted(directory.glob("*.json")):
+    released_files = (path for folder in schema_dirs(directory) for path in folder.glob("*.json"))
+    for path in sorted(released_files):
         if path not in expected:
             name, _, version = path.stem.rpartition(".v")
             problems.append(ContractProblem(f"{name} v{version}: released, but gone from the code"))
     return problems
 
 
-def contracts_write(directory: Path = SCHEMAS_DIR) -> list[Path]:
+def contracts_write(directory: Path | None = None) -> list[Path]:
     """Write the document of every version that is new or changed compatibly; never one
     with an incompatible change (check first). Returns the files written."""
-    directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, event_type in sorted(EVENT_TYPES.items()):
         for version in sorted(event_type.versions):
@@ -213,6 +221,7 @@ def contracts_write(directory: Path = SCHEMAS_DIR) -> list[Path]:
                     continue
                 if path.read_text() == schema_render(current):
                     continue
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(schema_render(current))
             written.append(path)
     return written

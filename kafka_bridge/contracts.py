@@ -1,4 +1,7 @@
-"""Every event the system emits: its name, topic, versions and payload schema, in one place.
+"""Event contracts, the mechanism: the envelope every event travels in, the declaration of an
+event type (name, topic, versions, upcasters) and the registry of every type the apps declare.
+The types themselves live beside the app that owns them (`<app>/events.py`), registered from
+its AppConfig.ready().
 
 Producers validate payloads against the current version before writing to the outbox;
 consumers decode any version listed here. Adding a field with a default is a compatible
@@ -6,7 +9,7 @@ change within a version; anything else is a new version registered beside the ol
 with an upcaster from the version before it: a payload of an older version is validated
 against its own schema, then upcast step by step to the current one, so handlers only ever
 see the current shape. The released JSON Schema of every (type, version) is checked in under
-`kafka_bridge/schemas/` and `manage.py check_event_contracts` keeps the code to it (see
+its app's `schemas/` folder and `manage.py check_event_contracts` keeps the code to it (see
 `kafka_bridge.contract_schemas`).
 """
 
@@ -15,10 +18,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class EventDecodeError(Exception):
@@ -28,133 +31,6 @@ class EventDecodeError(Exception):
 class Payload(BaseModel):
     # Unknown fields are ignored so that a newer producer can add optional fields.
     model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-Sku = Annotated[str, Field(min_length=1, max_length=64)]
-Quantity = Annotated[int, Field(gt=0)]
-
-
-class OrderItem(Payload):
-    sku: Sku
-    quantity: Quantity
-    unit_price: Decimal
-
-
-class StockItem(Payload):
-    sku: Sku
-    quantity: Quantity
-
-
-class OrderCreatedV1(Payload):
-    order_id: uuid.UUID
-    customer_id: int
-    currency: str
-    total: Decimal
-    items: Annotated[list[OrderItem], Field(min_length=1)]
-
-
-class ShippingAddress(Payload):
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    line1: Annotated[str, Field(min_length=1, max_length=200)]
-    line2: Annotated[str, Field(max_length=200)] = ""
-    postal_code: Annotated[str, Field(min_length=1, max_length=20)]
-    city: Annotated[str, Field(min_length=1, max_length=100)]
-    # ISO 3166-1 alpha-2.
-    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
-
-    def postal_lines(self) -> list[str]:
-        """The address as written on a parcel, one line each."""
-        street = [self.line1, self.line2] if self.line2 else [self.line1]
-        return [self.name, *street, f"{self.postal_code} {self.city}", self.country]
-
-
-# Before V2 the web shop was the only client of the order API: V1 orders came from there.
-SALES_CHANNEL_BEFORE_V2 = "web"
-
-
-class OrderCreatedV2(Payload):
-    """V1 plus where the order came from (required: every producer knows it) and where it
-    goes (optional: pick-up and digital orders have no address)."""
-
-    order_id: uuid.UUID
-    customer_id: int
-    currency: str
-    total: Decimal
-    items: Annotated[list[OrderItem], Field(min_length=1)]
-    # A name, not an enum: a new channel is not a new contract (orders.models.SalesChannel
-    # lists the ones the API accepts).
-    sales_channel: Annotated[str, Field(min_length=1, max_length=32)]
-    shipping_address: ShippingAddress | None = None
-
-
-def order_created_v1_to_v2(payload: OrderCreatedV1) -> OrderCreatedV2:
-    return OrderCreatedV2(
-        **dict(payload), sales_channel=SALES_CHANNEL_BEFORE_V2, shipping_address=None
-    )
-
-
-class InventoryReservedV1(Payload):
-    order_id: uuid.UUID
-    customer_id: int
-    items: Annotated[list[StockItem], Field(min_length=1)]
-
-
-class InventoryFailedV1(Payload):
-    order_id: uuid.UUID
-    customer_id: int
-    reason: str
-    short_skus: list[str] = []
-
-
-class OrderRef(Payload):
-    """Fields every order-saga event carries."""
-
-    order_id: uuid.UUID
-    customer_id: int
-
-
-class PaymentProcessedV1(OrderRef):
-    payment_id: uuid.UUID
-    amount: Decimal
-    currency: str
-    provider_reference: str
-
-
-class PaymentFailedV1(OrderRef):
-    amount: Decimal
-    currency: str
-    reason: str
-
-
-class PaymentRefundedV1(OrderRef):
-    payment_id: uuid.UUID
-    amount: Decimal
-    currency: str
-    provider_reference: str
-
-
-class OrderStatusChangedV1(OrderRef):
-    """One schema for every order transition; the event type names the new status."""
-
-    previous_status: str
-    status: str
-    reason: str = ""
-    actor: str = "system"  # "customer", "staff" or "system"
-    tracking_number: str = ""
-    carrier: str = ""
-
-
-# Every order transition is published as `orders.<new status>`, on the orders topic.
-ORDER_TRANSITION_EVENTS = (
-    "orders.reserved",
-    "orders.rejected",
-    "orders.paid",
-    "orders.payment_failed",
-    "orders.shipped",
-    "orders.delivered",
-    "orders.cancelled",
-    "orders.expired",
-)
 
 
 Upcaster = Callable[[Any], Payload]
@@ -186,26 +62,22 @@ class EventType:
         return payload
 
 
-EVENT_TYPES: dict[str, EventType] = {
-    event_type.name: event_type
-    for event_type in [
-        EventType(
-            "orders.created",
-            topic="orders",
-            versions={1: OrderCreatedV1, 2: OrderCreatedV2},
-            upcasters={1: order_created_v1_to_v2},
-        ),
-        EventType("payments.processed", topic="payments", versions={1: PaymentProcessedV1}),
-        EventType("payments.failed", topic="payments", versions={1: PaymentFailedV1}),
-        EventType("payments.refunded", topic="payments", versions={1: PaymentRefundedV1}),
-        EventType("inventory.reserved", topic="inventory", versions={1: InventoryReservedV1}),
-        EventType("inventory.failed", topic="inventory", versions={1: InventoryFailedV1}),
-    ]
-    + [
-        EventType(name, topic="orders", versions={1: OrderStatusChangedV1})
-        for name in ORDER_TRANSITION_EVENTS
-    ]
-}
+# Every event type the apps declared (`<app>/events.py`), by name: filled from each app's
+# AppConfig.ready() through `event_types_register`.
+EVENT_TYPES: dict[str, EventType] = {}
+# Where each event type's released JSON Schemas are checked in: its app's `schemas/`.
+SCHEMA_DIRS: dict[str, Path] = {}
+
+
+def event_types_register(*event_types: EventType, schemas_dir: Path) -> None:
+    """Declare event types (from an app's `ready()`), with the folder holding their
+    released schemas. A name belongs to one declaration: a second, different one is a bug."""
+    for event_type in event_types:
+        known = EVENT_TYPES.get(event_type.name)
+        if known is not None and known != event_type:
+            raise ValueError(f"event type {event_type.name!r} is declared twice")
+        EVENT_TYPES[event_type.name] = event_type
+        SCHEMA_DIRS[event_type.name] = schemas_dir
 
 
 def all_topics() -> list[str]:

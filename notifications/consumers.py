@@ -3,12 +3,14 @@ the shipping address of each new order for those e-mails."""
 
 from collections.abc import Sequence
 
-from kafka_bridge.contracts import Event, OrderCreatedV2, OrderStatusChangedV1
+from kafka_bridge.contracts import Event
+from kafka_bridge.registry import ConsumerSpec
 from notifications.services import (
     OrderChangeNotice,
     notifications_create_for_order_changes,
     order_shipping_addresses_record,
 )
+from orders.events import ORDER_TRANSITION_EVENTS, OrderCreatedV2, OrderStatusChangedV1
 
 
 def on_orders_created(events: Sequence[Event]) -> None:
@@ -31,3 +33,12 @@ def on_order_status_changes(events: Sequence[Event]) -> None:
             )
         )
     notifications_create_for_order_changes(notices=notices)
+
+
+CONSUMER = ConsumerSpec(
+    name="notifications",
+    handlers={
+        "orders.created": on_orders_created,
+        **{name: on_order_status_changes for name in ORDER_TRANSITION_EVENTS},
+    },
+)

@@ -58,7 +58,7 @@ class OrderShippingAddress(models.Model):
     Orders that ship nowhere (and V1 events, which had no address) have no row."""
 
     order_id = models.UUIDField(primary_key=True)
-    # A `kafka_bridge.contracts.ShippingAddress`, as the event carried it.
+    # An `orders.events.ShippingAddress`, as the event carried it.
     address = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from common.redis_client import OutageBackoff
 from common.structured_logs import log_context
-from kafka_bridge.contracts import OrderCreatedV2, OrderStatusChangedV1, ShippingAddress
 from notifications.models import Notification, OrderShippingAddress
+from orders.events import OrderCreatedV2, OrderStatusChangedV1, ShippingAddress
 
 logger = logging.getLogger(__name__)
 

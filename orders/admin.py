@@ -16,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from common.admin import ExactUUIDSearchMixin, ReadOnlyAdminMixin, short_id, wrappable
-from kafka_bridge.contracts import ShippingAddress
+from orders.events import ShippingAddress
 from orders.models import Order
 from orders.selectors import order_timeline
 from orders.services import order_cancel, order_deliver, order_ship

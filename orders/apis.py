@@ -23,7 +23,7 @@ from common.api_fields import StrictCharField, StrictIntegerField
 from common.api_schema import ErrorSerializer, FieldErrorsSerializer
 from common.structured_logs import bind_contextvars
 from common.throttling import OrderCreateRateThrottle
-from kafka_bridge.contracts import ShippingAddress
+from orders.events import ShippingAddress
 from orders.models import Order, SalesChannel
 from orders.selectors import order_get_for_customer, order_list_for_customer, order_timeline
 from orders.services import (

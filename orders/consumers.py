@@ -9,14 +9,10 @@ with the status changes and the next events.
 import uuid
 from collections.abc import Sequence
 
-from kafka_bridge.contracts import (
-    Event,
-    InventoryFailedV1,
-    InventoryReservedV1,
-    OrderRef,
-    PaymentFailedV1,
-)
-from kafka_bridge.registry import TwoPhaseHandler
+from inventory.events import InventoryFailedV1, InventoryReservedV1
+from kafka_bridge.contracts import Event
+from kafka_bridge.registry import ConsumerSpec, TwoPhaseHandler
+from orders.events import OrderRef, PaymentFailedV1
 from orders.payments import (
     GatewayAnswer,
     PaymentCause,
@@ -61,7 +57,9 @@ def _record_charges(events: Sequence[Event], charges: Answers) -> None:
     payments_record_charges(charges=charges, causes=_causes(events))
 
 
-on_inventory_reserved = TwoPhaseHandler(prepare=_reserve_and_charge, apply=_record_charges)
+on_inventory_reserved = TwoPhaseHandler(
+    name="on_inventory_reserved", prepare=_reserve_and_charge, apply=_record_charges
+)
 
 
 def on_inventory_failed(events: Sequence[Event]) -> None:
@@ -89,7 +87,9 @@ def _mark_paid(events: Sequence[Event], refunds: Answers) -> None:
     payments_record_refunds(refunds=refunds, causes=_causes(events))
 
 
-on_payments_processed = TwoPhaseHandler(prepare=_refund_if_order_ended, apply=_mark_paid)
+on_payments_processed = TwoPhaseHandler(
+    name="on_payments_processed", prepare=_refund_if_order_ended, apply=_mark_paid
+)
 
 
 def on_payments_failed(events: Sequence[Event]) -> None:
@@ -115,4 +115,19 @@ def _record_refunds(events: Sequence[Event], refunds: Answers) -> None:
 
 
 # orders.cancelled / orders.expired: give back any money taken.
-on_orders_ended_unshipped = TwoPhaseHandler(prepare=_refund, apply=_record_refunds)
+on_orders_ended_unshipped = TwoPhaseHandler(
+    name="on_orders_ended_unshipped", prepare=_refund, apply=_record_refunds
+)
+
+
+CONSUMER = ConsumerSpec(
+    name="orders",
+    handlers={
+        "inventory.reserved": on_inventory_reserved,
+        "inventory.failed": on_inventory_failed,
+        "payments.processed": on_payments_processed,
+        "payments.failed": on_payments_failed,
+        "orders.cancelled": on_orders_ended_unshipped,
+        "orders.expired": on_orders_ended_unshipped,
+    },
+)

@@ -23,8 +23,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from kafka_bridge.contracts import PaymentFailedV1, PaymentProcessedV1, PaymentRefundedV1
 from kafka_bridge.outbox import NewEvent, outbox_events_record
+from orders.events import PaymentFailedV1, PaymentProcessedV1, PaymentRefundedV1
 from orders.models import FakeGatewayTransaction, Order, Payment
 from orders.selectors import order_list_awaiting_charge, payment_list_refundable
 

@@ -8,9 +8,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet
 
 from common.time_series import counts_per_minute
-from kafka_bridge.contracts import ORDER_TRANSITION_EVENTS
 from kafka_bridge.models import ArchivedEvent, OutboxEvent
 from kafka_bridge.outbox import aggregate_events
+from orders.events import ORDER_TRANSITION_EVENTS
 from orders.models import Order, Payment
 from orders.status import OrderStatus, status_replay
 

@@ -18,13 +18,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from inventory.selectors import products_by_sku
-from kafka_bridge.contracts import (
-    OrderCreatedV2,
-    OrderItem,
-    OrderStatusChangedV1,
-    ShippingAddress,
-)
 from kafka_bridge.outbox import NewEvent, outbox_event_record, outbox_events_record
+from orders.events import OrderCreatedV2, OrderItem, OrderStatusChangedV1, ShippingAddress
 from orders.models import Order, OrderLine, SalesChannel, Shipment
 from orders.selectors import order_list_stale
 from orders.status import InvalidOrderTransition, OrderStatus, status_transition_check

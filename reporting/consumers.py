@@ -1,4 +1,4 @@
-"""Kafka handlers of the read side: thin, each calls a service."""
+"""The read side's consumers and their handlers: thin, each calls a service."""
 
 from collections.abc import Sequence
 
@@ -7,7 +7,8 @@ from pydantic import ValidationError
 
 from kafka_bridge.consumer import PermanentEventError
 from kafka_bridge.contracts import Event
-from kafka_bridge.registry import TransactionalOutput
+from kafka_bridge.registry import ConsumerSpec, TransactionalOutput
+from orders.events import ORDER_TRANSITION_EVENTS
 from reporting.services import (
     order_rate_count,
     order_rate_records_pending,
@@ -41,3 +42,28 @@ def on_order_rate_record(message: Message) -> None:
 def on_order_events(events: Sequence[Event]) -> None:
     """read_models: orders.created and every orders.<status>."""
     read_models_apply(events=events)
+
+
+# Where order_rate publishes its windows: a derived stream (records, no envelope).
+ORDER_RATE_TOPIC = "metrics.order.rate"
+
+CONSUMERS = [
+    # Orders per minute, exactly once: orders.created → metrics.order.rate.
+    ConsumerSpec(
+        name="order_rate",
+        handlers={"orders.created": on_orders_created_count},
+        output_topic=ORDER_RATE_TOPIC,
+        output=order_rate_output,
+    ),
+    # The table the staff API reads, fed by metrics.order.rate.
+    ConsumerSpec(
+        name="order_rate_windows",
+        message_handler=on_order_rate_record,
+        message_topics=(ORDER_RATE_TOPIC,),
+    ),
+    # Sales per product per day and per-customer summaries, from the order events alone.
+    ConsumerSpec(
+        name="read_models",
+        handlers={name: on_order_events for name in ("orders.created", *ORDER_TRANSITION_EVENTS)},
+    ),
+]

@@ -165,7 +165,7 @@ def read_models_rebuild(
         replay = _Replay(
             generation=rebuild.generation,
             consumer=consumer,
-            handled=frozenset(spec.handler_paths),
+            handled=frozenset(spec.handlers),
             positions=dict.fromkeys(partitions, 0),
             targets=_targets(consumer, partitions),
             progress=progress,

@@ -23,9 +23,10 @@ from django.db.models import F, Q
 
 from kafka_bridge.client import group_name
 from kafka_bridge.consumer.idempotency import processed_events_mark
-from kafka_bridge.contracts import Event, OrderCreatedV2, OrderStatusChangedV1
+from kafka_bridge.contracts import Event
 from kafka_bridge.registry import OutputRecord
 from kafka_bridge.sql import rows_update
+from orders.events import OrderCreatedV2, OrderStatusChangedV1
 from orders.status import TRANSITIONS as ORDER_TRANSITIONS
 from orders.status import OrderStatus
 from reporting.models import (

@@ -8,10 +8,10 @@ from inventory.models import Reservation, StockLevel
 from kafka_bridge.client import group_name
 from kafka_bridge.contracts import Event, event_decode
 from kafka_bridge.models import OutboxEvent, ProcessedEvent
-from kafka_bridge.registry import SAGA_CONSUMERS
 from notifications.models import Notification
 from orders.models import FakeGatewayTransaction, Order, Payment
 from testing.polling import wait_until
+from tools.supervisor import SAGA_CONSUMERS
 
 
 def order_status(order_id: str) -> str:

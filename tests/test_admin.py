@@ -16,10 +16,10 @@ from django.utils.html import escape
 
 from inventory.models import Product, Reservation, StockLevel
 from inventory.services import StockRequest, stock_reserve_for_order
-from kafka_bridge.contracts import OrderStatusChangedV1, ShippingAddress
 from kafka_bridge.models import OutboxEvent, ProcessedEvent
 from notifications.models import Notification
 from notifications.services import notification_create_for_order_change
+from orders.events import OrderStatusChangedV1, ShippingAddress
 from orders.models import Order
 from orders.services import OrderItemInput, order_create
 from testing.factories import SHIPPING_ADDRESS, customer_create, product_with_stock

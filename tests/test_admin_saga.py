@@ -9,7 +9,6 @@ from django.contrib.messages import constants as message_levels
 from django.test import Client
 from django.urls import reverse
 
-from kafka_bridge.contracts import OrderStatusChangedV1
 from kafka_bridge.models import OutboxEvent
 from notifications.models import Notification
 from notifications.services import (
@@ -17,6 +16,7 @@ from notifications.services import (
     notification_mark_failed,
     notification_send,
 )
+from orders.events import OrderStatusChangedV1
 from orders.models import Order, Shipment
 from orders.services import (
     OrderItemInput,

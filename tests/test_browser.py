@@ -24,10 +24,11 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
 from kafka_bridge.client import group_name, pipeline_topics, topics_ensure
-from kafka_bridge.contracts import EventDecodeError, OrderStatusChangedV1, event_decode
+from kafka_bridge.contracts import EventDecodeError, event_decode
 from kafka_bridge.dead_letters import dead_letter_store
 from kafka_bridge.models import DeadLetter
 from notifications.services import notification_create_for_order_change
+from orders.events import OrderStatusChangedV1
 from orders.models import Order
 from orders.services import (
     OrderItemInput,

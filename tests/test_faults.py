@@ -16,7 +16,6 @@ from inventory.models import Reservation, StockLevel
 from inventory.services import stock_restock
 from kafka_bridge.client import topic_name
 from kafka_bridge.models import OutboxEvent
-from kafka_bridge.registry import SAGA_CONSUMERS
 from notifications.models import Notification
 from notifications.tasks import notifications_deliver_pending
 from orders.models import FakeGatewayTransaction, Order, Payment
@@ -41,6 +40,7 @@ from testing.polling import wait_until
 from testing.saga import wait_for_status
 from testing.services import SERVICES
 from tools.localservices import LocalService, free_port
+from tools.supervisor import SAGA_CONSUMERS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -227,7 +227,7 @@ def test_redelivery_of_every_saga_event_changes_nothing(pipeline):
         message_reproduce(message)
 
     # Then every consumer skips them all and nothing changes
-    handled = {t for spec in CONSUMERS.values() for t in spec.handler_paths}
+    handled = {t for spec in CONSUMERS.values() for t in spec.handlers}
     event_ids = {
         envelope["event_id"]
         for envelope in (json.loads(m.value()) for m in messages)

@@ -8,9 +8,9 @@ from django.utils import timezone
 
 from inventory.models import Reservation
 from kafka_bridge.client import topic_name
-from kafka_bridge.contracts import OrderCreatedV1
 from kafka_bridge.models import OutboxEvent, ProcessedEvent
 from notifications.models import Notification
+from orders.events import OrderCreatedV1
 from testing.factories import (
     SHIPPING_ADDRESS,
     customer_create,

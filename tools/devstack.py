@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
+import django
+
 from tools.localservices import (
     LocalService,
     LocalServiceError,
@@ -140,7 +142,11 @@ class DevStack:
 
 
 def list_consumers() -> list[str]:
-    from kafka_bridge.registry import CONSUMERS  # plain data: importable before Django set-up
+    """The consumers the apps declare: they register as Django starts (settings only; this
+    process opens no connection)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecommerce.settings")
+    django.setup()
+    from kafka_bridge.registry import CONSUMERS
 
     return list(CONSUMERS)
 

@@ -22,6 +22,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 _COLOURS = itertools.cycle(["36", "33", "35", "32", "34", "31", "96", "93"])
 
 
+# The consumer groups an order's saga goes through, from orders.created to its last e-mail,
+# in the order their inputs become available on a backlog. The others are the read side and
+# the dead-letter keeper.
+SAGA_CONSUMERS = ("inventory", "orders", "notifications")
+
+
 def manage(*args: str) -> list[str]:
     """argv for `manage.py <args>` with this interpreter."""
     return [sys.executable, str(REPO_ROOT / "manage.py"), *args]
@@ -159,7 +165,7 @@ class Supervisor:
     def consumers(self, names: Iterable[str] | None = None, **env: str) -> list[Child]:
         """One process per registered consumer group (or per name given)."""
         if names is None:
-            from kafka_bridge.registry import CONSUMERS  # plain data, no Django set-up needed
+            from kafka_bridge.registry import CONSUMERS  # filled as Django starts
 
             names = list(CONSUMERS)
         return [self.consumer(name, **env) for name in names]
@@ -180,8 +186,6 @@ class Supervisor:
         """What an order needs from orders.created to its last e-mail: the relay, the saga's
         consumer groups, the dead-letter keeper and a Celery worker (not the read side, not
         the web server, not beat). Each process costs the tests seconds of start-up."""
-        from kafka_bridge.registry import SAGA_CONSUMERS  # plain data, no Django set-up needed
-
         self.relay()
         self.consumers([*SAGA_CONSUMERS, "dead_letters"])
         self.celery_worker()

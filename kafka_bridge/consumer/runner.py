@@ -227,14 +227,15 @@ class ConsumerRunner:
 
     def _process(self, items: Sequence[Received]) -> None:
         """Apply one unit; raises if it must be retried. Statistics count only on success."""
-        if self.spec.is_raw:
+        message_handler = self.spec.message_handler
+        if message_handler is not None:
             started = time.perf_counter()
             with transaction.atomic():
                 for item in items:
-                    self.spec.message_handler(item.message)
+                    message_handler(item.message)
             self.stats.processed += len(items)
             self.stats.batches += 1
-            handler = self.spec.message_handler_path.rsplit(".", 1)[-1]
+            handler = message_handler.__name__
             self.metrics.batch_applied(
                 processed=len(items),
                 ignored=0,

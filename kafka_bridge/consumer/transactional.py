@@ -160,6 +160,7 @@ class TransactionalConsumerRunner(ConsumerRunner):
     def __post_init__(self) -> None:
         super().__post_init__()
         spec: ConsumerSpec = self.spec
+        assert spec.output is not None, f"{spec.name} is not a transactional consumer"
         self.offsets = TransactionalCommitter(
             consumer=self.consumer,
             output=spec.output,

@@ -7,7 +7,6 @@ import uuid
 import pytest
 from django.core import mail
 
-from kafka_bridge.contracts import OrderStatusChangedV1
 from notifications.models import Notification
 from notifications.services import (
     KIND_BY_ORDER_STATUS,
@@ -17,6 +16,7 @@ from notifications.services import (
     notification_resend,
     notification_send,
 )
+from orders.events import OrderStatusChangedV1
 from testing.factories import customer_create
 
 pytestmark = pytest.mark.django_db

@@ -14,10 +14,10 @@ from celery import states
 from django.core import mail
 from django.utils import timezone
 
-from kafka_bridge.contracts import OrderStatusChangedV1
 from notifications.models import Notification
 from notifications.services import notification_create_for_order_change
 from notifications.tasks import MAX_RETRIES, notification_deliver, notifications_deliver_pending
+from orders.events import OrderStatusChangedV1
 from testing.factories import customer_create
 
 pytestmark = pytest.mark.django_db

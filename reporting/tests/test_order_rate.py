@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 from django.utils import timezone
 
 from kafka_bridge.client import producer_config, topic_name
-from kafka_bridge.registry import ORDER_RATE_TOPIC
+from reporting.consumers import ORDER_RATE_TOPIC
 from reporting.models import OrderRateWindow, OrderRateWindowState
 from reporting.windows import OrderRateWindowRecord, window_key, window_start
 from testing.factories import api_client_for, staff_create

@@ -30,7 +30,7 @@ from api_tokens.services import api_tokens_issue
 from inventory.services import product_create
 from kafka_bridge.client import group_name, pipeline_topics, topic_name, topics_ensure
 from kafka_bridge.models import OutboxEvent, ProcessedEvent
-from kafka_bridge.registry import CONSUMERS, SAGA_CONSUMERS
+from kafka_bridge.registry import CONSUMERS
 from kafka_bridge.relay import message_headers
 from notifications.models import Notification
 from orders.models import Order
@@ -38,7 +38,7 @@ from tools.bench import measure
 from tools.bench.cpu import CpuMeter
 from tools.bench.raw import RawMessage, raw_baselines
 from tools.localservices import free_port
-from tools.supervisor import REPO_ROOT, Child, Supervisor, current_database_url
+from tools.supervisor import REPO_ROOT, SAGA_CONSUMERS, Child, Supervisor, current_database_url
 
 # Extra rows for the relay's drain (b) go to this logical topic, which no consumer reads.
 RELAY_PAD_TOPIC = "bench-relay-drain"
@@ -346,7 +346,7 @@ class Bench:
         """Events of this run in the outbox that consumer group `name` handles."""
         return (
             OutboxEvent.objects.filter(
-                id__gt=self.first_outbox_id, event_type__in=list(CONSUMERS[name].handler_paths)
+                id__gt=self.first_outbox_id, event_type__in=list(CONSUMERS[name].handlers)
             )
             .exclude(topic=RELAY_PAD_TOPIC)
             .count()

@@ -3,13 +3,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from kafka_bridge.contract_schemas import SCHEMAS_DIR, contracts_check, contracts_write
+from kafka_bridge.contract_schemas import contracts_check, contracts_write
 
 
 class Command(BaseCommand):
     help = (
-        "Compare every event type and version in kafka_bridge/contracts.py with its released "
-        "JSON Schema in kafka_bridge/schemas/ and fail (exit 1), naming event, version and "
+        "Compare every event type and version the apps declare (<app>/events.py) with its "
+        "released JSON Schema in <app>/schemas/ and fail (exit 1), naming event, version and "
         "field, on a change that breaks readers of events already published: a field removed "
         "or retyped, a new required field, any other edit of a released version. With "
         "--write, record new versions and compatible additions (never a breaking change)."
@@ -26,11 +26,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dir",
             type=Path,
-            default=SCHEMAS_DIR,
-            help="Where the released documents are (default: kafka_bridge/schemas/).",
+            default=None,
+            help="One folder holding every released document (default: each app's schemas/).",
         )
 
-    def handle(self, *args: Any, write: bool, dir: Path, **options: Any) -> None:
+    def handle(self, *args: Any, write: bool, dir: Path | None, **options: Any) -> None:
         if write:
             for path in contracts_write(dir):
                 self.stdout.write(f"wrote {path.name}")

@@ -21,9 +21,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--topic", help="Original topic (logical name, e.g. orders).")
+        parser.add_argument("--topic", help="Original topic (its logical name, without the namespace).")
         parser.add_argument("--error", help="Part of the error class, e.g. GatewayUnavailable.")
-        parser.add_argument("--event-type", help="Exact event type, e.g. inventory.reserved.")
+        parser.add_argument("--event-type", help="Exact event type (<topic>.<event>).")
         parser.add_argument("--since", help="Failed at or after this ISO time.")
         parser.add_argument("--discard", action="store_true", help="Discard instead of replay.")
         parser.add_argument("--yes", action="store_true", help="Do it (default: dry run).")

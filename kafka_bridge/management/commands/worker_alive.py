@@ -9,7 +9,7 @@ class Command(BaseCommand):
     help = (
         "Liveness check for an orchestrator: exit 0 if the worker's loop beat within "
         "--max-age seconds, else exit 1 with one line saying why. Workers: relay, "
-        "consumer-<name> (e.g. consumer-inventory)."
+        "consumer-<name>."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -14,14 +14,15 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from kafka_bridge.contract_schemas import (
-    SCHEMAS_DIR,
     Schema,
     contracts_check,
     payload_json_schema,
     schema_changes,
+    schema_dirs,
     schema_file,
 )
-from kafka_bridge.contracts import OrderCreatedV2, ShippingAddress, event_decode
+from kafka_bridge.contracts import event_decode
+from orders.events import OrderCreatedV2, ShippingAddress
 from testing.factories import SHIPPING_ADDRESS as ADDRESS
 from testing.kafka import event_envelope
 
@@ -147,9 +148,12 @@ def test_an_optional_field_or_a_docstring_is_a_compatible_change():
 
 @pytest.fixture
 def released_copy(tmp_path: Path) -> Path:
-    """The released documents in a scratch directory the test may alter."""
+    """Every app's released documents in one scratch directory the test may alter."""
     directory = tmp_path / "schemas"
-    shutil.copytree(SCHEMAS_DIR, directory)
+    directory.mkdir()
+    for folder in schema_dirs():
+        for document in folder.glob("*.json"):
+            shutil.copy(document, directory)
     return directory
 
 

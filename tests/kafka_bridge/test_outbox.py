@@ -9,9 +9,10 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from common.correlation import correlation_scope
-from kafka_bridge.contracts import EventDecodeError, OrderCreatedV2, event_decode
+from kafka_bridge.contracts import EventDecodeError, event_decode
 from kafka_bridge.models import OutboxEvent
 from kafka_bridge.outbox import NewEvent, outbox_event_record, outbox_events_record, relay_wake
+from orders.events import OrderCreatedV2
 
 pytestmark = pytest.mark.django_db
 

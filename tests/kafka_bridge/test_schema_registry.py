@@ -14,11 +14,12 @@ from django.db import connection
 from inventory.models import Reservation
 from kafka_bridge.client import pipeline_topics, topic_name, topics_ensure
 from kafka_bridge.consumer import ConsumerRunner
-from kafka_bridge.contracts import EventDecodeError, OrderCreatedV2
+from kafka_bridge.contracts import EventDecodeError
 from kafka_bridge.models import OutboxEvent
 from kafka_bridge.registry import consumer_spec_get
 from kafka_bridge.relay import OutboxRelay
 from kafka_bridge.wire import message_decode, registry_client, registry_framer
+from orders.events import OrderCreatedV2
 from testing.factories import (
     SHIPPING_ADDRESS,
     api_client_for,
