@@ -1,6 +1,8 @@
-"""Reads of the outbox, the dead letters and consumer lag, shared by the metrics collector
-and the admin's pipeline dashboard."""
+"""Reads of the outbox, the dead letters, the processed-event marks and consumer lag: for
+the consumer runtime, the metrics collector, the admin's pipeline dashboard and the apps."""
 
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,8 +12,9 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from common.time_series import counts_per_minute
+from kafka_bridge.contracts import Event
 from kafka_bridge.lag import PartitionLag, consumer_lag_list
-from kafka_bridge.models import DeadLetter, OutboxEvent
+from kafka_bridge.models import DeadLetter, OutboxEvent, ProcessedEvent
 from kafka_bridge.registry import CONSUMERS
 
 
@@ -88,4 +91,32 @@ def consumer_lag_by_group(*, timeout: float = 2.0) -> PipelineLag:
             for group, partitions in sorted(groups.items())
         ],
         approximate=settings.KAFKA["END_OFFSETS_APPROXIMATE"],
+    )
+
+
+def processed_events_known(*, group: str, events: Sequence[Event]) -> set[uuid.UUID]:
+    """Ids of these events the database already records as processed by `group`."""
+    return set(
+        ProcessedEvent.objects.filter(
+            consumer_group=group, event_id__in=[e.event_id for e in events]
+        ).values_list("event_id", flat=True)
+    )
+
+
+def processed_events_missing(*, group: str, compared_to: str) -> bool:
+    """Whether `compared_to` has processed an event that `group` has not."""
+    processed = ProcessedEvent.objects.filter(consumer_group=group)
+    return (
+        ProcessedEvent.objects.filter(consumer_group=compared_to)
+        .exclude(event_id__in=processed.values("event_id"))
+        .exists()
+    )
+
+
+def processed_event_groups(*, prefix: str) -> list[str]:
+    """The consumer groups, named with `prefix`, that have processed-event marks."""
+    return list(
+        ProcessedEvent.objects.filter(consumer_group__startswith=prefix)
+        .values_list("consumer_group", flat=True)
+        .distinct()
     )

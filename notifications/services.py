@@ -1,4 +1,6 @@
-"""Notifications: created once per customer-visible order transition, delivered by Celery.
+"""Notifications: created once per customer-visible order transition and queued for delivery
+by Celery once the transaction commits (`notifications.tasks`; sending is
+`notifications.delivery`).
 
 Subjects and bodies are Django templates per kind (templates/notifications/email/), so
 wording changes never touch code. They are plain text: each template turns autoescaping off.
@@ -9,17 +11,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import F
 from django.template.loader import render_to_string
-from django.utils import timezone
 
 from common.redis_client import OutageBackoff
-from common.structured_logs import log_context
 from notifications.models import Notification, OrderShippingAddress
+from notifications.tasks import notifications_deliver
 from orders.events import OrderCreatedV2, OrderStatusChangedV1, ShippingAddress
 
 logger = logging.getLogger(__name__)
@@ -34,10 +32,6 @@ KIND_BY_ORDER_STATUS: dict[str, str] = {
     "cancelled": Notification.Kind.CANCELLED,
     "expired": Notification.Kind.EXPIRED,
 }
-
-
-class NotificationNotDeliverable(Exception):
-    """Delivery can never succeed (e.g. no address): no retry."""
 
 
 def _render(kind: str, context: dict[str, object]) -> tuple[str, str]:
@@ -157,8 +151,6 @@ def notifications_enqueue(*, notification_ids: Sequence[int]) -> None:
         return
 
     def enqueue() -> None:
-        from notifications.tasks import notifications_deliver
-
         if not _enqueue_backoff.ready():
             return
         try:
@@ -170,52 +162,6 @@ def notifications_enqueue(*, notification_ids: Sequence[int]) -> None:
         _enqueue_backoff.succeeded()
 
     transaction.on_commit(enqueue)
-
-
-def notification_send(*, notification_id: int) -> Notification | None:
-    """Send one pending notification by e-mail and mark it sent. Raises on failure, so the
-    task can retry; a notification already sent is left alone."""
-    # Counted in its own transaction: a failed attempt below rolls back, the count stays.
-    Notification.objects.filter(id=notification_id).exclude(status=Notification.Status.SENT).update(
-        attempts=F("attempts") + 1
-    )
-    with transaction.atomic():
-        notification = (
-            Notification.objects.select_for_update()
-            .select_related("customer")
-            .filter(id=notification_id)
-            .first()
-        )
-        if notification is None or notification.status == Notification.Status.SENT:
-            return notification
-        with log_context(
-            notification_id=notification.id,
-            order_id=str(notification.order_id),
-            event_id=str(notification.event_id),
-            correlation_id=notification.correlation_id or None,
-        ):
-            address = notification.customer.email
-            if not address:
-                raise NotificationNotDeliverable("customer has no e-mail address")
-            send_mail(
-                notification.subject,
-                notification.body,
-                settings.DEFAULT_FROM_EMAIL,
-                [address],
-                fail_silently=False,
-            )
-            notification.status = Notification.Status.SENT
-            notification.sent_at = timezone.now()
-            notification.error = ""
-            notification.save(update_fields=["status", "sent_at", "error"])
-            logger.info("e-mail sent: %s", notification.kind)
-        return notification
-
-
-def notification_mark_failed(*, notification_id: int, error: str) -> None:
-    Notification.objects.filter(id=notification_id).exclude(status=Notification.Status.SENT).update(
-        status=Notification.Status.FAILED, error=error[:2000]
-    )
 
 
 @transaction.atomic

@@ -6,12 +6,12 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from notifications.models import Notification
-from notifications.services import (
+from notifications.delivery import (
     NotificationNotDeliverable,
     notification_mark_failed,
     notification_send,
 )
+from notifications.models import Notification
 
 MAX_RETRIES = 5
 

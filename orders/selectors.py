@@ -12,7 +12,7 @@ from kafka_bridge.models import ArchivedEvent, OutboxEvent
 from kafka_bridge.outbox import aggregate_events
 from orders.events import ORDER_TRANSITION_EVENTS
 from orders.models import Order, Payment
-from orders.status import OrderStatus, status_replay
+from orders.status import TRANSITIONS, OrderStatus, status_replay
 
 
 def order_list_for_customer(*, customer: AbstractBaseUser) -> QuerySet[Order]:
@@ -142,3 +142,9 @@ def orders_count_by_status() -> list[tuple[str, str, int]]:
 def orders_placed_per_minute(*, since: datetime) -> dict[datetime, int]:
     """Orders placed in each minute from `since` (UTC minutes; minutes without any absent)."""
     return counts_per_minute(Order.objects.all(), since=since)
+
+
+def order_status_moves() -> dict[str, frozenset[str]]:
+    """Every order status → the statuses it may move to (the machine in orders/status.py),
+    for apps that follow orders through their events."""
+    return TRANSITIONS

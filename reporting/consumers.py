@@ -9,13 +9,13 @@ from kafka_bridge.consumer import PermanentEventError
 from kafka_bridge.contracts import Event
 from kafka_bridge.registry import ConsumerSpec, TransactionalOutput
 from orders.events import ORDER_TRANSITION_EVENTS
-from reporting.services import (
+from reporting.services.order_rate import (
     order_rate_count,
     order_rate_records_pending,
     order_rate_records_published,
     order_rate_window_store,
-    read_models_apply,
 )
+from reporting.services.read_models import read_models_apply
 from reporting.windows import OrderRateWindowRecord
 
 

@@ -37,8 +37,9 @@ from django.utils import timezone
 
 from kafka_bridge.client import common_config, consumer_config, group_name, topic_name
 from kafka_bridge.contracts import Event, EventDecodeError
-from kafka_bridge.models import ProcessedEvent
 from kafka_bridge.registry import consumer_spec_get
+from kafka_bridge.selectors import processed_event_groups, processed_events_missing
+from kafka_bridge.services import processed_events_forget
 from kafka_bridge.wire import message_decode
 from reporting.models import (
     CustomerOrderSummary,
@@ -47,7 +48,7 @@ from reporting.models import (
     ReadModelRebuild,
     ReadModelState,
 )
-from reporting.services import (
+from reporting.services.read_models import (
     READ_MODELS_CONSUMER,
     read_models_apply,
     read_models_dedupe_group,
@@ -280,11 +281,8 @@ def _swap(replay: _Replay, *, live: int) -> None:
 
 def _live_events_missing(*, live: int, new: int) -> bool:
     """Whether the live generation holds an event the new one does not."""
-    new_events = ProcessedEvent.objects.filter(consumer_group=read_models_dedupe_group(new))
-    return (
-        ProcessedEvent.objects.filter(consumer_group=read_models_dedupe_group(live))
-        .exclude(event_id__in=new_events.values("event_id"))
-        .exists()
+    return processed_events_missing(
+        group=read_models_dedupe_group(new), compared_to=read_models_dedupe_group(live)
     )
 
 
@@ -295,11 +293,7 @@ def _generations_other_than(live: int) -> set[int]:
             model.objects.exclude(generation=live).values_list("generation", flat=True).distinct()
         )
     prefix = read_models_dedupe_prefix()
-    for group in (
-        ProcessedEvent.objects.filter(consumer_group__startswith=prefix)
-        .values_list("consumer_group", flat=True)
-        .distinct()
-    ):
+    for group in processed_event_groups(prefix=prefix):
         suffix = group.removeprefix(prefix)
         if suffix.isdigit() and int(suffix) != live:
             found.add(int(suffix))
@@ -310,7 +304,7 @@ def _generation_delete(generation: int) -> None:
     with transaction.atomic():
         for model in GENERATION_MODELS:
             model.objects.filter(generation=generation).delete()
-        ProcessedEvent.objects.filter(consumer_group=read_models_dedupe_group(generation)).delete()
+        processed_events_forget(group=read_models_dedupe_group(generation))
 
 
 def _rebuild_failed(rebuild: ReadModelRebuild, exc: BaseException) -> None:

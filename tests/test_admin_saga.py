@@ -10,12 +10,9 @@ from django.test import Client
 from django.urls import reverse
 
 from kafka_bridge.models import OutboxEvent
+from notifications.delivery import notification_mark_failed, notification_send
 from notifications.models import Notification
-from notifications.services import (
-    notification_create_for_order_change,
-    notification_mark_failed,
-    notification_send,
-)
+from notifications.services import notification_create_for_order_change
 from orders.events import OrderStatusChangedV1
 from orders.models import Order, Shipment
 from orders.services import (

@@ -18,8 +18,8 @@ from django.db import transaction
 from common.correlation import causing_events
 from kafka_bridge.contracts import Event
 from kafka_bridge.registry import Handler, TwoPhaseHandler
-
-from .idempotency import processed_events_known, processed_events_mark
+from kafka_bridge.selectors import processed_events_known
+from kafka_bridge.services import processed_events_mark
 
 
 @dataclass

@@ -2,9 +2,9 @@
 
 Redis answers first, for the whole batch in one MGET; the keys are set in one pipeline after
 the batch commits. The database decides: `ProcessedEvent` rows are inserted for the whole
-batch in one statement inside the batch transaction, and the rows that conflict are the
-duplicates. So effects and "processed" marks commit together, and a Redis that lost its keys
-(or is down) costs speed, never correctness.
+batch in one statement inside the batch transaction (`kafka_bridge.services`), and the rows
+that conflict are the duplicates. So effects and "processed" marks commit together, and a
+Redis that lost its keys (or is down) costs speed, never correctness.
 """
 
 import logging
@@ -13,12 +13,9 @@ from collections.abc import Sequence
 
 import redis
 from django.conf import settings
-from django.utils import timezone
 
 from common.redis_client import OutageBackoff, redis_client
 from kafka_bridge.contracts import Event
-from kafka_bridge.models import ProcessedEvent
-from kafka_bridge.sql import rows_insert
 
 logger = logging.getLogger(__name__)
 
@@ -75,33 +72,3 @@ class RedisSeenEvents:
     def _succeeded(self) -> None:
         if self._backoff.succeeded():
             logger.info("consumer %s: Redis is back", self.consumer_name)
-
-
-def processed_events_known(*, group: str, events: Sequence[Event]) -> set[uuid.UUID]:
-    """Ids of these events the database already records as processed by `group`."""
-    return set(
-        ProcessedEvent.objects.filter(
-            consumer_group=group, event_id__in=[e.event_id for e in events]
-        ).values_list("event_id", flat=True)
-    )
-
-
-def processed_events_mark(*, group: str, events: Sequence[Event]) -> set[uuid.UUID]:
-    """Insert the ProcessedEvent rows of `events` in one statement; return the ids that were
-    new. Must run in the transaction that applies their effects."""
-    if not events:
-        return set()
-    now = timezone.now()
-    # ON CONFLICT ... RETURNING (PostgreSQL, SQLite ≥ 3.35): the conflicts are the duplicates.
-    inserted = rows_insert(
-        ProcessedEvent,
-        ("consumer_group", "event_id", "event_type", "processed_at"),
-        [(group, event.event_id, event.event_type, now) for event in events],
-        suffix="ON CONFLICT (consumer_group, event_id) DO NOTHING RETURNING event_id",
-    )
-    return {_as_uuid(value) for (value,) in inserted}
-
-
-def _as_uuid(value: object) -> uuid.UUID:
-    # PostgreSQL returns UUIDs, SQLite the 32-character hex Django stores.
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))

@@ -7,14 +7,16 @@ import uuid
 import pytest
 from django.core import mail
 
+from notifications.delivery import (
+    NotificationNotDeliverable,
+    notification_mark_failed,
+    notification_send,
+)
 from notifications.models import Notification
 from notifications.services import (
     KIND_BY_ORDER_STATUS,
-    NotificationNotDeliverable,
     notification_create_for_order_change,
-    notification_mark_failed,
     notification_resend,
-    notification_send,
 )
 from orders.events import OrderStatusChangedV1
 from testing.factories import customer_create
@@ -224,7 +226,7 @@ def test_a_failed_send_is_still_counted_as_an_attempt(monkeypatch):
     def refuse(*args: object, **kwargs: object) -> None:
         raise smtplib.SMTPException("mail server down")
 
-    monkeypatch.setattr("notifications.services.send_mail", refuse)
+    monkeypatch.setattr("notifications.delivery.send_mail", refuse)
     notification = _notification("paid")
 
     # When sending is attempted

@@ -18,7 +18,8 @@ from reporting.models import (
     ReadModelRebuild,
     ReadModelState,
 )
-from reporting.services import order_rate_window_store, read_models_apply
+from reporting.services.order_rate import order_rate_window_store
+from reporting.services.read_models import read_models_apply
 from reporting.windows import window_start
 from testing.factories import api_client_for, customer_create, staff_create
 from testing.streams import as_event, order_created_value, order_rate_record, order_status_value

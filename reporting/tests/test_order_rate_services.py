@@ -8,7 +8,7 @@ import pytest
 
 from kafka_bridge.registry import OutputRecord
 from reporting.models import OrderRateWindow, OrderRateWindowState
-from reporting.services import (
+from reporting.services.order_rate import (
     order_rate_count,
     order_rate_records_pending,
     order_rate_records_published,

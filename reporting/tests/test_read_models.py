@@ -25,7 +25,7 @@ from reporting.models import (
     ReadModelState,
 )
 from reporting.selectors import customer_summary_list, product_sales_list, read_models_generation
-from reporting.services import read_models_dedupe_group
+from reporting.services.read_models import read_models_dedupe_group
 from testing.factories import customer_create, order_place_via_api, product_with_stock
 from testing.polling import wait_until
 from testing.saga import wait_for_status

@@ -9,7 +9,7 @@ import pytest
 
 from reporting.models import CustomerOrderSummary, OrderFacts, ProductDailySales
 from reporting.selectors import customer_summary_list, product_sales_list
-from reporting.services import read_models_apply
+from reporting.services.read_models import read_models_apply
 from testing.streams import as_event, order_created_value, order_status_value
 
 pytestmark = pytest.mark.django_db

@@ -21,7 +21,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--topic", help="Original topic (its logical name, without the namespace).")
+        parser.add_argument(
+            "--topic", help="Original topic (its logical name, without the namespace)."
+        )
         parser.add_argument("--error", help="Part of the error class, e.g. GatewayUnavailable.")
         parser.add_argument("--event-type", help="Exact event type (<topic>.<event>).")
         parser.add_argument("--since", help="Failed at or after this ISO time.")
