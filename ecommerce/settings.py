@@ -238,7 +238,7 @@ CACHES = {
 
 # --- Kafka ------------------------------------------------------------------------------
 # Client settings come from here, never from constants in code. Defaults suit local runs
-# (see ../shared/broker/README.md); production overrides them through the environment.
+# (see docs/test-broker.md); production overrides them through the environment.
 KAFKA = {
     "BOOTSTRAP_SERVERS": env.str("KAFKA_BOOTSTRAP_SERVERS", default="127.0.0.1:9092"),
     # Prefix for every topic and consumer group name: lets several environments (or test
@@ -270,7 +270,7 @@ KAFKA = {
     "HANDLER_MAX_ATTEMPTS": env.int("KAFKA_HANDLER_MAX_ATTEMPTS", default=5),
     "HANDLER_BACKOFF_BASE_SECONDS": env.float("KAFKA_HANDLER_BACKOFF_BASE_SECONDS", default=0.2),
     "HANDLER_BACKOFF_MAX_SECONDS": env.float("KAFKA_HANDLER_BACKOFF_MAX_SECONDS", default=5.0),
-    # Our local and test broker (Tansu) reports wrong end offsets (../shared/broker/README.md):
+    # Our local and test broker (Tansu) reports wrong end offsets (docs/test-broker.md):
     # the local stack and the test harness set this, and lag figures then say so.
     "END_OFFSETS_APPROXIMATE": env.bool("KAFKA_END_OFFSETS_APPROXIMATE", default=False),
     # How often librdkafka reports a consumer's statistics, from which the per-partition lag

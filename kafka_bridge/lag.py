@@ -8,7 +8,7 @@ A partition the group never committed on is read from its start (our groups begi
 earliest offset), so its lag is everything in it.
 
 `KAFKA["END_OFFSETS_APPROXIMATE"]` marks a broker whose end offsets are known to be wrong
-(our test broker, ../shared/broker/README.md): the figures are computed the same way and
+(our test broker, docs/test-broker.md): the figures are computed the same way and
 the caller says they are approximate. Committed offsets are exact on every broker.
 """
 

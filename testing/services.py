@@ -54,7 +54,7 @@ class ServiceSet:
 SERVICES = ServiceSet()
 
 # Client settings that keep group joins and latency short against any broker in tests
-# (see ../shared/broker/README.md); an explicit environment value still wins.
+# (see docs/test-broker.md); an explicit environment value still wins.
 TEST_ENVIRONMENT = {
     "KAFKA_SESSION_TIMEOUT_MS": "2000",
     "KAFKA_HEARTBEAT_INTERVAL_MS": "500",

@@ -90,7 +90,7 @@ class DevStack:
             say(f"started local redis-server at {redis.url}")
         self.env.setdefault("DJANGO_DEBUG", "true")
         # The group rebalance timeout (librdkafka takes it from max.poll.interval.ms). A
-        # broker that wedges a forming group (../shared/broker/README.md) holds it that
+        # broker that wedges a forming group (docs/test-broker.md) holds it that
         # long; local batches never take a minute, so the 5-minute default buys nothing here.
         self.env.setdefault("KAFKA_MAX_POLL_INTERVAL_MS", "60000")
         database = self.env.get("DATABASE_URL", f"sqlite:///{REPO_ROOT / 'db.sqlite3'}")

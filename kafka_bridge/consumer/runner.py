@@ -336,7 +336,7 @@ class ConsumerRunner:
     def _finish_joining(self) -> None:
         """A member that leaves while its group is still forming can leave the group unable
         to assign partitions to anyone for the rebalance timeout (seen on our test broker;
-        ../shared/broker/README.md). A consumer stopped during its join therefore completes
+        docs/test-broker.md). A consumer stopped during its join therefore completes
         the join first, bounded by two session timeouts, and then leaves as a member in
         good standing. Whatever it receives meanwhile is neither processed nor committed:
         the next member gets it."""
