@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast bench clean chromium
+.PHONY: run test test-fast bench docs clean chromium
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python >= 3.11)"; exit 1; }
@@ -30,6 +30,7 @@ chromium:
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mkdocs build --strict --site-dir .run/site
 	$(BIN)/python manage.py check_event_contracts
 	$(BIN)/python -m pytest
 
@@ -37,7 +38,7 @@ test: $(STAMP) chromium
 test-fast: $(STAMP) chromium
 	$(BIN)/python -m pytest -m "not slow"
 
-# The pipeline as deployed, measured (README "Benchmark"). Uses KAFKA_BOOTSTRAP_SERVERS,
+# The pipeline as deployed, measured (docs/benchmarks.md). Uses KAFKA_BOOTSTRAP_SERVERS,
 # REDIS_URL and DATABASE_URL (PostgreSQL) if set; otherwise a local Tansu broker, a local
 # redis-server and a fresh `ecommerce_bench` database on the local PostgreSQL. Options:
 # BENCH_ARGS, e.g. make bench BENCH_ARGS="--gateway-latency-ms 150".
@@ -45,6 +46,11 @@ BENCH_OUT ?= .run/bench
 bench: $(STAMP)
 	mkdir -p $(BENCH_OUT)
 	$(BIN)/python -m tools.bench --json $(BENCH_OUT)/bench.json --plot $(BENCH_OUT)/bench.png $(BENCH_ARGS)
+
+# The documentation site (docs/, mkdocs.yml), rebuilt on every edit, at http://127.0.0.1:8001/
+# (mkdocs.yml moves it off 8000, the port of `make run`).
+docs: $(STAMP)
+	$(BIN)/mkdocs serve
 
 clean:
 	rm -rf $(VENV) .run db.sqlite3*
