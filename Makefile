@@ -30,6 +30,7 @@ chromium:
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/mkdocs build --strict --site-dir .run/site
 	$(BIN)/python manage.py check_event_contracts
 	$(BIN)/python -m pytest

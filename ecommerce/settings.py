@@ -73,7 +73,7 @@ INSTALLED_APPS = [
     "reporting",
 ]
 
-# Off only to measure what metrics cost (README "Observability"): no request metrics, no
+# Off only to measure what metrics cost (docs/operations.md): no request metrics, no
 # /metrics, no worker metrics server or lag statistics.
 METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
 

@@ -3,8 +3,8 @@
 A worker serves them on `METRICS_PORT` (`metrics_serve`); the web tier has its own
 (`common/metrics.py`). The consumer runtime is batched, and so is its instrumentation:
 counters move once per batch by the batch's figures, never once per event. Label values
-that never change in a process (the group) are bound once, up front. The README lists every
-metric with its labels.
+that never change in a process (the group) are bound once, up front. docs/operations.md
+lists every metric with its labels.
 
 Names follow the Prometheus conventions: counters end in `_total`, durations are
 `_seconds`; group and topic labels carry the physical names (with `KAFKA_NAMESPACE`), as

@@ -34,8 +34,8 @@ class Notification(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     # The event that caused this notification; unique so a redelivery cannot add a second.
     event_id = models.UUIDField()
-    # The causing event's correlation id: the e-mail's log line names it (README "Structured
-    # logs"), so one id leads from the HTTP request to the e-mail.
+    # The causing event's correlation id: the e-mail's log line names it (docs/operations.md),
+    # so one id leads from the HTTP request to the e-mail.
     correlation_id = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     sent_at = models.DateTimeField(null=True, blank=True)

@@ -1,6 +1,6 @@
 """`make run` works: the dev stack starts its own broker and Redis, on SQLite, and an order
 placed over HTTP gets reserved and paid, then shipped with the staff token it prints;
-Ctrl-C-equivalent shutdown leaves nothing running. The README's expiry walkthrough works."""
+Ctrl-C-equivalent shutdown leaves nothing running. The expiry walkthrough of docs/saga.md works."""
 
 import json
 import os
@@ -55,7 +55,7 @@ def test_devstack_runs_an_order_through_on_embedded_defaults(tmp_path):
 
 def test_the_readme_expiry_walkthrough_leaves_an_order_pending_until_it_expires(tmp_path):
     # Given `ORDERS_PENDING_TIMEOUT_SECONDS=10 ORDERS_EXPIRY_SWEEP_SECONDS=5
-    # make run RUN_ARGS="--without inventory"`, as the README says
+    # make run RUN_ARGS="--without inventory"`, as docs/running.md says
     env = _make_run_environment(tmp_path)
     env.update(ORDERS_PENDING_TIMEOUT_SECONDS="10", ORDERS_EXPIRY_SWEEP_SECONDS="5")
     port = free_port()

@@ -113,7 +113,7 @@ def test_metrics_add_up_every_gunicorn_worker(pipeline, tmp_path: Path):
 
 
 def test_metrics_enabled_false_leaves_out_request_metrics_and_the_endpoint():
-    """The switch the benchmark uses to measure what metrics cost (README "Observability")."""
+    """The switch the benchmark uses to measure what metrics cost (docs/operations.md)."""
     probe = (
         "import django; django.setup(); "
         "from django.conf import settings; from django.test import Client; "

@@ -1,5 +1,5 @@
 """Structured logs: JSON lines with the ids of the request, batch, event or task in hand,
-and one correlation id from the HTTP request to the e-mail (README "Structured logs")."""
+and one correlation id from the HTTP request to the e-mail (docs/operations.md)."""
 
 import io
 import json

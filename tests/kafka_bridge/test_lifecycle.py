@@ -119,7 +119,7 @@ def test_kafka_topics_end_offsets_match_what_was_published(pipeline, capsys):
     assert row.split()[-1] == "5"
 
 
-# The client settings of local runs (README "Running it"): with the tests' shorter session
+# The client settings of local runs (docs/running.md): with the tests' shorter session
 # timeout the broker does not show the wedge.
 LOCAL_RUN_GROUP_SETTINGS = {
     "KAFKA_SESSION_TIMEOUT_MS": "6000",

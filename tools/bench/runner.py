@@ -131,7 +131,7 @@ class Bench:
             "web_threads": int(env.get("WEB_THREADS", 4)),
             "consumer_processes_per_group": 1,
             "gateway_latency_ms": opts.gateway_latency_ms,
-            # METRICS_ENABLED=false make bench: what instrumentation costs (README).
+            # METRICS_ENABLED=false make bench: what instrumentation costs (docs/benchmarks.md).
             "metrics_enabled": settings.METRICS_ENABLED,
             # Whether this environment's settings limit API rates; off for the run anyway.
             "api_throttling_configured": settings.API_THROTTLING,
