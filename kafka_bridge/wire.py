@@ -8,7 +8,7 @@ once as before; with a registry the relay hands it to the JSONSerializer of its 
 version) on the way to Kafka. Why there:
 - Recording stays a local database write. Serialising at record time would call the
   registry (on first use of each schema, and whenever its cache is cold) inside the API's
-  transaction, so a registry outage would fail orders. At publish time it only holds the
+  transaction, so a registry outage would fail requests. At publish time it only holds the
   relay back: rows stay pending and go out once the registry answers, as with a broker outage.
 - A schema id means something only to one registry. Bytes framed at record time would carry
   ids into rows that may wait, be replayed from the dead letters, or be published after the

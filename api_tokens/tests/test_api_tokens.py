@@ -1,7 +1,7 @@
 """API tokens: only a digest is stored; expired, revoked and inactive users' tokens are
 refused; staff issue (key shown once) and revoke tokens in the admin; clear tokens left by
-DRF's authtoken are hashed by a migration and keep working; `seed_demo` prints a token that
-works."""
+DRF's authtoken are hashed by a migration and keep working; tokens issued before they moved
+into this app keep working; `seed_demo` prints a token that works."""
 
 import hashlib
 import importlib
@@ -142,6 +142,22 @@ def test_clear_tokens_of_drf_authtoken_are_hashed_and_keep_working():
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM authtoken_token")
         assert cursor.fetchone() == (0,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tokens_issued_before_the_app_existed_keep_working():
+    # Given a token in the table the project package kept tokens in before this app existed
+    key = api_token_issue(user=customer_create())
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE api_tokens_apitoken RENAME TO ecommerce_apitoken")
+        cursor.execute("DELETE FROM django_migrations WHERE app = 'api_tokens'")
+
+    # When this app's migrations run
+    call_command("migrate", "api_tokens", verbosity=0)
+
+    # Then the table is adopted under its new name, rows kept, and the token authenticates
+    assert "ecommerce_apitoken" not in connection.introspection.table_names()
+    assert _status_with(key) == 200
 
 
 def test_seed_demo_prints_a_working_token_and_revokes_the_previous_one(capsys):
