@@ -41,8 +41,8 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 
 class RequestMetricsMiddleware:
     """Times every request; labels it with the URL pattern that matched
-    (`api/orders/<uuid:order_id>/`, never the path itself, which would make a series per
-    order) or `unmatched`."""
+    (`api/things/<uuid:thing_id>/`, never the path itself, which would make a series per
+    object) or `unmatched`."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

@@ -38,6 +38,8 @@ def fresh_local_database() -> str:
 
 
 def main(argv: list[str]) -> int:
+    if {"-h", "--help"} & set(argv):  # the options, without starting any service
+        return subprocess.run([sys.executable, "-m", "tools.bench.cli", "--help"]).returncode
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("DJANGO_SETTINGS_MODULE", "ecommerce.settings")
     local: list[LocalService] = []
