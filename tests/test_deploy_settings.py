@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _environment(**overrides: str) -> dict[str, str]:
