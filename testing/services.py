@@ -140,11 +140,24 @@ def _provision(services: ServiceSet) -> None:
         )
 
 
+def _xdist_controller(config: pytest.Config) -> bool:
+    """Whether this process is pytest-xdist's controller, about to start worker processes."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return False
+    options = config.known_args_namespace
+    return bool(getattr(options, "numprocesses", None) or getattr(options, "tx", None))
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_load_initial_conftests(
     early_config: pytest.Config, parser: pytest.Parser, args: list[str]
 ) -> Generator[None, None, None]:
     # Runs before pytest-django imports the settings, so they see the chosen services.
+    if _xdist_controller(early_config):
+        # The controller runs no test: each worker provisions services of its own (its own
+        # broker and redis-server, which the fault tests freeze; its own database).
+        yield
+        return
     try:
         _provision(SERVICES)
     except Exception as exc:
@@ -168,6 +181,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    if not SERVICES.kafka_bootstrap:
+        return ["services: one set per xdist worker"]
     return [
         f"kafka: {SERVICES.kafka_bootstrap} ({SERVICES.kafka_source})",
         f"redis: {SERVICES.redis_url} ({SERVICES.redis_source})",

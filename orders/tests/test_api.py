@@ -377,6 +377,8 @@ def test_retrieve_unknown_order_is_404():
         ("get", "/api/products/"),
         ("get", _order_url(uuid.uuid4())),
     ],
+    # Fixed ids: pytest-xdist workers must collect the same names (the order id is random)
+    ids=["post-/api/orders/", "get-/api/orders/", "get-/api/products/", "get-/api/orders/<id>/"],
 )
 def test_anonymous_requests_are_401(method, url):
     # Given a product that could be ordered
