@@ -23,6 +23,13 @@ def _no_outage_carried_between_tests() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
+    """Test users get passwords: PBKDF2 costs ~0.25 s of CPU per hash, MD5 next to nothing.
+    Only this process hashes or checks them (workers authenticate API tokens)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _gateway_threads_closed() -> Iterator[None]:
     """Provider calls made in this process run on pool threads with database connections of
     their own: end them with the test, so that no connection outlives its test database."""

@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecommerce.settings")
 
@@ -31,3 +31,11 @@ def _close_old_connections(sender: Task | None = None, **kwargs: Any) -> None:
     from django.db import close_old_connections  # Django is set up by the time a task runs
 
     close_old_connections()
+
+
+@worker_ready.connect
+def _started_objects_freeze(**kwargs: Any) -> None:
+    # As the relay and the consumers do: start-up's objects out of the collector's sight.
+    from kafka_bridge.lifecycle import started_objects_freeze
+
+    started_objects_freeze()

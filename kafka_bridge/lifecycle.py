@@ -1,5 +1,6 @@
 """Signal handling shared by the relay and the consumers."""
 
+import gc
 import logging
 import os
 import signal
@@ -23,6 +24,14 @@ def install_early_stop_handler() -> None:
 
     signal.signal(signal.SIGTERM, remember)
     signal.signal(signal.SIGINT, remember)
+
+
+def started_objects_freeze() -> None:
+    """Called by a worker once it has started, before its loop: what start-up made (modules,
+    settings, clients) lives as long as the process, so it is moved out of the cyclic
+    collector's sight. Collections during the run skip it, and so do the interpreter's last
+    collections at exit, which otherwise take a worker ~0.5 s of CPU to stop."""
+    gc.freeze()
 
 
 class StopFlag:

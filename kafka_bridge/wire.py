@@ -27,13 +27,12 @@ holds the plain events from before, and a consumer without a registry URL dead-l
 messages with a reason instead of misreading them.
 """
 
+from __future__ import annotations
+
 import functools
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from confluent_kafka.schema_registry import SchemaRegistryClient, record_subject_name_strategy
-from confluent_kafka.schema_registry.error import SchemaRegistryError
-from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
 from django.conf import settings
 from pydantic_core import to_json
@@ -46,6 +45,13 @@ from kafka_bridge.contracts import (
     event_decode,
     event_from_document,
 )
+
+# confluent-kafka's registry client and serializers are imported where first used: they cost
+# every process that imports this module (each consumer, the relay, the web server) ~0.2 s
+# of CPU at start-up, for a setting that is off by default.
+if TYPE_CHECKING:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 
 # The first byte of a value in the Schema Registry wire format; a JSON envelope starts "{".
 REGISTRY_MAGIC_BYTE = b"\x00"
@@ -63,6 +69,8 @@ def registry_url() -> str:
 
 @functools.cache
 def _client(url: str, user_info: str) -> SchemaRegistryClient:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
     config = {"url": url}
     if user_info:
         config |= {"basic.auth.credentials.source": "USER_INFO", "basic.auth.user.info": user_info}
@@ -105,6 +113,9 @@ class RegistryFramer:
         the relay records either on the row and retries it."""
         serializer = self._serializers.get((event_type, version))
         if serializer is None:
+            from confluent_kafka.schema_registry import record_subject_name_strategy
+            from confluent_kafka.schema_registry.json_schema import JSONSerializer
+
             serializer = JSONSerializer(
                 json.dumps(registry_schema(event_type, version)),
                 self._client,
@@ -125,11 +136,15 @@ def registry_framer() -> RegistryFramer | None:
 
 @functools.cache
 def _deserializer(client: SchemaRegistryClient) -> JSONDeserializer:
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+
     # No reader schema: each message is validated against the schema its id names.
     return JSONDeserializer(None, schema_registry_client=client)
 
 
 def _registry_document(value: bytes, topic: str) -> Any:
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
     if not registry_url():
         raise EventDecodeError("Schema Registry wire format, but SCHEMA_REGISTRY_URL is not set")
     try:

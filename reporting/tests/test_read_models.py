@@ -164,6 +164,15 @@ def test_a_rebuild_while_orders_keep_coming_misses_none_and_applies_none_twice(p
     customers = [customer_create() for _ in range(4)]
     for customer in customers:
         order_place_via_api(customer, mug.sku, 1)
+    # that has gone all the way (workers up): else, on a busy machine, the rebuild may find
+    # nothing published yet and end before the next order, overlapping none
+    wait_until(
+        lambda: (
+            not Order.objects.exclude(status="paid").exists() and _agrees_with_orders(customers)
+        ),
+        timeout=60,
+        message="the history in the live read models",
+    )
 
     # When orders keep coming from another thread while the read models are rebuilt
     stop = threading.Event()

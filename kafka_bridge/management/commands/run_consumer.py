@@ -9,7 +9,7 @@ from kafka_bridge.consumer.transactional import (
     TransactionalConsumerRunner,
     TransactionalProducerFailed,
 )
-from kafka_bridge.lifecycle import StopFlag
+from kafka_bridge.lifecycle import StopFlag, started_objects_freeze
 from kafka_bridge.metrics import metrics_serve
 from kafka_bridge.registry import CONSUMERS, consumer_spec_get
 
@@ -39,6 +39,7 @@ class Command(BaseCommand):
             metrics_serve()
         except OSError as exc:
             raise CommandError(f"cannot serve metrics on METRICS_PORT: {exc}") from None
+        started_objects_freeze()
         try:
             runner.run()
         except TransactionalProducerFailed as exc:

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from kafka_bridge.lifecycle import StopFlag
+from kafka_bridge.lifecycle import StopFlag, started_objects_freeze
 from kafka_bridge.metrics import metrics_serve
 from kafka_bridge.relay import OutboxRelay
 
@@ -19,4 +19,6 @@ class Command(BaseCommand):
             metrics_serve(outbox=True)
         except OSError as exc:
             raise CommandError(f"cannot serve metrics on METRICS_PORT: {exc}") from None
-        OutboxRelay().run(stop)
+        relay = OutboxRelay()
+        started_objects_freeze()
+        relay.run(stop)
