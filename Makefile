@@ -6,6 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# Material for MkDocs prints a banner on every build (its end of life, May 2027, and its
+# successor): noted once here rather than in every test log.
+export NO_MKDOCS_2_WARNING := 1
+
 .PHONY: run test test-fast bench docs clean chromium
 
 $(STAMP): pyproject.toml
