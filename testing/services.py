@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -140,6 +141,12 @@ def _provision(services: ServiceSet) -> None:
         )
 
 
+def _redis_database_offset(url: str, offset: int) -> str:
+    parts = urlsplit(url)
+    database = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(database + offset) % 16}"))
+
+
 def _xdist_controller(config: pytest.Config) -> bool:
     """Whether this process is pytest-xdist's controller, about to start worker processes."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -163,6 +170,11 @@ def pytest_load_initial_conftests(
     except Exception as exc:
         SERVICES.stop()
         raise pytest.UsageError(f"test services unavailable: {exc}") from exc
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker and SERVICES.redis_source == "env":
+        # xdist workers given one Redis: a database each, as each has its own PostgreSQL
+        # database (rate-limit counters are keyed by user ids, which the workers share).
+        SERVICES.redis_url = _redis_database_offset(SERVICES.redis_url, int(worker[2:]))
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = SERVICES.kafka_bootstrap
     os.environ["REDIS_URL"] = SERVICES.redis_url
     os.environ["DATABASE_URL"] = SERVICES.database_url
