@@ -19,6 +19,7 @@ with the records that state calls for (`TransactionalOutput`; kafka_bridge.consu
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 from confluent_kafka import Message
@@ -109,9 +110,9 @@ class ConsumerSpec:
             return sorted(self.message_topics)
         return sorted({event_type_get(event_type).topic for event_type in self.handlers})
 
-    @property
+    @cached_property
     def handler_names(self) -> dict[Handler, str]:
-        """Each handler's name in metrics and logs."""
+        """Each handler's name in metrics and logs (read once per batch: built once)."""
         return {handler: handler_name(handler) for handler in self.handlers.values()}
 
 
