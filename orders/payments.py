@@ -25,6 +25,7 @@ from django.utils.module_loading import import_string
 
 from kafka_bridge.outbox import NewEvent, outbox_events_record
 from orders.events import PaymentFailedV1, PaymentProcessedV1, PaymentRefundedV1
+from orders.metrics import payment_charges_count_on_commit
 from orders.models import FakeGatewayTransaction, Order, Payment
 from orders.selectors import order_list_awaiting_charge, payment_list_refundable
 
@@ -276,6 +277,7 @@ def payments_record_charges(
         events.append(_payment_event(payment, causation_id=cause.causation_id))
     Payment.objects.bulk_create(payments)
     outbox_events_record(events)
+    payment_charges_count_on_commit(payment.status for payment in payments)
     return existing
 
 

@@ -4,15 +4,20 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from django.db import transaction
+from prometheus_client import REGISTRY
 
 from kafka_bridge.models import OutboxEvent
 from orders.models import FakeGatewayTransaction, Order, Payment
 from orders.payments import (
     FakePaymentGateway,
     GatewayUnavailable,
+    PaymentCause,
     payment_charge_for_order,
+    payment_charges_request,
     payment_gateway,
     payment_refund_for_order,
+    payments_record_charges,
 )
 from orders.services import (
     OrderItemInput,
@@ -324,6 +329,50 @@ def test_unavailable_gateway_propagates_and_leaves_no_payment():
     # Then no payment and no payment event exist, so a retry may charge it later
     assert not Payment.objects.exists()
     assert not OutboxEvent.objects.filter(event_type__startswith="payments.").exists()
+
+
+# --- payment_charges_total (the payment failure alert) ----------------------------------
+
+
+def _charges_counted() -> dict[str, float]:
+    return {
+        outcome: REGISTRY.get_sample_value("payment_charges_total", {"outcome": outcome}) or 0.0
+        for outcome in ("captured", "failed")
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_recorded_charges_are_counted_by_outcome_once_committed():
+    # Given a reserved order that will be captured and one that will be declined
+    ok, declined = _reserved_order(), _reserved_order(token="tok_decline")
+    before = _charges_counted()
+
+    # When both are charged, and the first is charged again (a redelivered event)
+    payment_charge_for_order(order_id=ok.id)
+    payment_charge_for_order(order_id=declined.id)
+    payment_charge_for_order(order_id=ok.id)
+
+    # Then one capture and one failure are counted: the repeat recorded nothing
+    after = _charges_counted()
+    assert after["captured"] - before["captured"] == 1
+    assert after["failed"] - before["failed"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_charges_recorded_in_a_transaction_that_rolls_back_are_not_counted():
+    # Given a declined charge the provider answered
+    order = _reserved_order(token="tok_decline")
+    charges = payment_charges_request(order_ids=[order.id])
+    before = _charges_counted()
+
+    # When it is recorded in a consumer batch's transaction that then fails
+    with pytest.raises(RuntimeError), transaction.atomic():
+        payments_record_charges(charges=charges, causes=[PaymentCause(order.id)])
+        raise RuntimeError("the batch failed after recording it")
+
+    # Then nothing is counted (the batch is retried, and counted when it commits)
+    assert _charges_counted() == before
+    assert not Payment.objects.exists()
 
 
 # --- payment_refund_for_order ------------------------------------------------------------
