@@ -153,6 +153,14 @@ class ConsumerMetrics:
                 )
             child.observe(seconds)
 
+    def dead_letter_sources(self, topics: Iterable[str]) -> None:
+        """Start the dead-letter count of each topic this consumer reads at 0: a series born
+        at 1, with its first dead letter, would show no increase, and the alert on dead
+        letters (deploy/prometheus/rules/) would miss that first one."""
+        for topic in topics:
+            if topic not in self._dead_lettered:
+                self._dead_lettered[topic] = DEAD_LETTERED.labels(self.group, topic)
+
     def dead_lettered(self, topic: str) -> None:
         child = self._dead_lettered.get(topic)
         if child is None:

@@ -75,6 +75,8 @@ class ConsumerRunner:
         self.consumer = Consumer(config)
         self.heartbeat = Heartbeat(f"consumer-{self.spec.name}")
         self._physical_to_logical = {topic_name(t): t for t in self.spec.topics}
+        if self.spec.writes_dead_letters:
+            self.metrics.dead_letter_sources(self._physical_to_logical)
         self.offsets = OffsetCommitter(
             consumer=self.consumer,
             interval_seconds=kafka["COMMIT_INTERVAL_SECONDS"],

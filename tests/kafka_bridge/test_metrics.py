@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from common.redis_client import redis_client
 from kafka_bridge.client import group_name, pipeline_topics, topic_name, topics_ensure
 from kafka_bridge.consumer import idempotency_redis_key
-from kafka_bridge.metrics import partition_lags
+from kafka_bridge.metrics import ConsumerMetrics, partition_lags
 from kafka_bridge.models import DeadLetter
 from kafka_bridge.outbox import NewEvent, outbox_events_record
 from kafka_bridge.relay import OutboxRelay, PublishRight
@@ -100,6 +100,15 @@ def test_consumer_counts_retries_dead_letters_and_events_it_does_not_handle(pipe
     scraper.wait_up()
     assert scraper.value("kafka_consumer_retries_total", group=group) == 0
     assert scraper.value("kafka_consumer_events_dead_lettered_total", group=group) == 0
+    # And its dead-letter count of each topic it reads is there at 0 already (an alert's
+    # increase() would miss a first dead letter that brought the series into being)
+    [series] = metric_series(
+        scraper.samples(),
+        "kafka_consumer_events_dead_lettered_total",
+        group=group,
+        topic=topic_name("inventory"),
+    )
+    assert series.value == 0
 
     # When its stock is reserved (the event the relay would have published)
     reserved = {
@@ -235,3 +244,24 @@ def test_lag_of_a_partition_never_committed_is_all_of_it_and_others_are_left_out
     }
 
     assert list(partition_lags(statistics)) == [("orders", "0", 4), ("orders", "1", 7)]
+
+
+def test_dead_letter_counts_of_declared_topics_start_at_zero():
+    # Given the metrics of a consumer group that reads two topics
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    metrics = ConsumerMetrics(group)
+
+    # When it declares them as the sources of its dead letters, and one message dead-letters
+    metrics.dead_letter_sources(["orders", "inventory"])
+    before = {
+        topic: REGISTRY.get_sample_value(
+            "kafka_consumer_events_dead_lettered_total", {"group": group, "topic": topic}
+        )
+        for topic in ("orders", "inventory")
+    }
+    metrics.dead_lettered("orders")
+
+    # Then both series existed at 0, and the dead letter moved its topic's to 1
+    assert before == {"orders": 0.0, "inventory": 0.0}
+    labels = {"group": group, "topic": "orders"}
+    assert REGISTRY.get_sample_value("kafka_consumer_events_dead_lettered_total", labels) == 1
