@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # successor): noted once here rather than in every test log.
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: run test test-fast bench docs clean chromium
+.PHONY: run test test-fast bench docs clean chromium promtool alerts
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python >= 3.11)"; exit 1; }
@@ -31,7 +31,33 @@ chromium:
 	  $(SUDO) apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
-test: $(STAMP) chromium
+# promtool and amtool, from Debian's prometheus and prometheus-alertmanager packages, check
+# the alerting rules, their unit tests and both configurations (`make alerts`). Installed
+# with apt-get when either is missing, as chromium is, but only the two programs are taken
+# out of the packages (into /usr/local/bin): installing the packages would also add, enable
+# and on most hosts start a Prometheus and an Alertmanager service, which must not run here.
+promtool:
+	@command -v promtool >/dev/null && command -v amtool >/dev/null || { \
+	  tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(SUDO) apt-get update -q && \
+	  ( cd "$$tmp" && apt-get download -q $(if $(SUDO),,-o APT::Sandbox::User=root) \
+	      prometheus prometheus-alertmanager && \
+	    for deb in ./*.deb; do dpkg-deb -x "$$deb" .; done ) && \
+	  $(SUDO) install -m 755 "$$tmp/usr/bin/promtool" "$$tmp/usr/bin/amtool" /usr/local/bin/; }
+
+# The alerting rules and their promtool unit tests (docs/alerts.md), prometheus.yml with
+# those rules (docker-compose mounts them at /etc/prometheus/rules: the copy checked points
+# at the checkout's instead), and the Alertmanager configuration.
+alerts: promtool
+	promtool check rules deploy/prometheus/rules/*.yml
+	promtool test rules deploy/prometheus/tests/*.yml
+	mkdir -p .run
+	sed 's|/etc/prometheus/rules/|$(CURDIR)/deploy/prometheus/rules/|' deploy/prometheus/prometheus.yml > .run/prometheus.yml
+	grep -q '$(CURDIR)/deploy/prometheus/rules/' .run/prometheus.yml
+	promtool check config .run/prometheus.yml
+	amtool check-config deploy/alertmanager/alertmanager.yml
+
+test: $(STAMP) chromium alerts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
