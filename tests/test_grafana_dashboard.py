@@ -1,58 +1,24 @@
 """The Grafana dashboard and Prometheus configuration of docker-compose match the code: every
-panel queries only metrics the code exports, and Prometheus scrapes every worker."""
+panel queries only metrics that exist (the code's, kafka-exporter's, Prometheus's own), and
+Prometheus scrapes every worker, kafka-exporter, and sends alerts to Alertmanager."""
 
 import json
 import re
 
 import yaml
-from prometheus_client import REGISTRY
-from prometheus_client.core import Metric
 
-import common.metrics  # noqa: F401  (registers the web tier's metrics)
-import kafka_bridge.metrics  # noqa: F401  (registers the workers' metrics)
-from kafka_bridge.metrics import OutboxBacklogCollector
+from testing.promql import (
+    KAFKA_EXPORTER_METRICS,
+    PROMETHEUS_METRICS,
+    exported_series,
+    metric_names,
+    promtool,
+)
 from tools.supervisor import REPO_ROOT
 
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "dashboards" / "pipeline.json"
 PROMETHEUS = REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"
 COMPOSE = REPO_ROOT / "docker-compose.yml"
-
-SAMPLE_SUFFIXES = {
-    "counter": ["_total"],
-    "histogram": ["_bucket", "_sum", "_count"],
-    "gauge": [""],
-}
-PROMQL_WORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset",
-    "and", "or", "unless", "inf", "nan",
-}  # fmt: skip
-
-
-def exported_series() -> set[str]:
-    """Every series name the code can export: the registry's metrics (after importing the
-    metrics modules) and the relay's scrape-time collector."""
-    families: list[Metric] = [*REGISTRY.collect(), *OutboxBacklogCollector().describe()]
-    return {
-        family.name + suffix
-        for family in families
-        for suffix in SAMPLE_SUFFIXES.get(family.type, [""])
-    }
-
-
-def metric_names(expr: str) -> set[str]:
-    """The metric names a PromQL expression selects: identifiers that are not functions,
-    keywords, label names (inside {} or a by/without/on/ignoring list) or durations."""
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)  # string literals
-    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
-    expr = re.sub(r"\[[^\]]*\]", "", expr)  # range and subquery durations
-    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
-    names = set()
-    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", expr):
-        following = expr[match.end() :].lstrip()
-        if following.startswith("(") or match.group().lower() in PROMQL_WORDS:
-            continue  # a function or a keyword
-        names.add(match.group())
-    return names
 
 
 def _panels(panels: list[dict]) -> list[dict]:
@@ -65,6 +31,29 @@ def _panels(panels: list[dict]) -> list[dict]:
     return found
 
 
+def _rows(panels: list[dict]) -> dict[str, list[dict]]:
+    """The panels under each row, by the row's title (expanded rows are followed by their
+    panels, collapsed ones hold them)."""
+    rows: dict[str, list[dict]] = {}
+    current: list[dict] = rows.setdefault("", [])
+    for panel in panels:
+        if panel.get("type") == "row":
+            current = rows.setdefault(panel["title"], [])
+            current += panel.get("panels", [])
+        else:
+            current.append(panel)
+    return rows
+
+
+def _queried(panels: list[dict]) -> set[str]:
+    return {
+        name
+        for panel in panels
+        for target in panel["targets"]
+        for name in metric_names(target["expr"])
+    }
+
+
 def test_metric_names_are_read_from_promql():
     assert metric_names(
         'histogram_quantile(0.95, sum by (le, route) (rate(http_x_bucket{status=~"5.."}[5m])))'
@@ -73,12 +62,13 @@ def test_metric_names_are_read_from_promql():
         "beat_seconds",
         "b_total",
     }
+    assert metric_names("a_total unless a_total offset 10m or vector(0)") == {"a_total"}
 
 
-def test_every_dashboard_panel_queries_only_exported_metrics():
+def test_every_dashboard_panel_queries_only_metrics_that_exist():
     dashboard = json.loads(DASHBOARD.read_text())
     panels = _panels(dashboard["panels"])
-    exported = exported_series()
+    known = exported_series() | KAFKA_EXPORTER_METRICS | PROMETHEUS_METRICS
     assert len(panels) >= 10
     for panel in panels:
         exprs = [target["expr"] for target in panel["targets"]]
@@ -86,18 +76,41 @@ def test_every_dashboard_panel_queries_only_exported_metrics():
         for expr in exprs:
             names = metric_names(expr)
             assert names, f"panel {panel['title']!r}: no metric in {expr!r}"
-            unknown = names - exported
-            assert not unknown, f"panel {panel['title']!r} queries unexported {unknown}"
+            unknown = names - known
+            assert not unknown, f"panel {panel['title']!r} queries unknown {unknown}"
             assert panel["datasource"]["uid"] == "prometheus"
 
 
-def test_the_dashboard_covers_throughput_latency_lag_outbox_age_and_dead_letters():
-    queried = {
-        name
+def test_every_dashboard_query_is_valid_promql(tmp_path):
+    # promtool parses each query as the expression of a recording rule (Grafana's own
+    # interval variables given a value first).
+    exprs = [
+        re.sub(r"\$__(rate_interval|interval|range)", "1m", target["expr"])
         for panel in _panels(json.loads(DASHBOARD.read_text())["panels"])
         for target in panel["targets"]
-        for name in metric_names(target["expr"])
-    }
+    ]
+    rules = tmp_path / "dashboard.rules.yml"
+    rules.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "dashboard",
+                        "rules": [
+                            {"record": f"dashboard:query_{n}", "expr": expr}
+                            for n, expr in enumerate(exprs)
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    result = promtool("check", "rules", str(rules))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dashboard_covers_throughput_latency_lag_outbox_age_and_dead_letters():
+    queried = _queried(_panels(json.loads(DASHBOARD.read_text())["panels"]))
     for needed in [
         "kafka_consumer_events_processed_total",
         "outbox_events_published_total",
@@ -110,7 +123,29 @@ def test_the_dashboard_covers_throughput_latency_lag_outbox_age_and_dead_letters
         assert needed in queried
 
 
-def test_prometheus_scrapes_the_web_tier_and_every_worker_service():
+def test_the_alerts_row_shows_firing_and_pending_alerts_by_name_and_severity():
+    rows = _rows(json.loads(DASHBOARD.read_text())["panels"])
+    assert list(rows)[1] == "Alerts"  # first on the page (nothing stands above it)
+    exprs = [target["expr"] for panel in rows["Alerts"] for target in panel["targets"]]
+    assert all(metric_names(expr) == {"ALERTS"} for expr in exprs)
+    assert any('alertstate="firing"' in expr for expr in exprs)
+    assert any('alertstate="pending"' in expr for expr in exprs)
+    assert any(re.search(r"by \(alertname, severity", expr) for expr in exprs)
+    assert {panel["type"] for panel in rows["Alerts"]} >= {"table", "state-timeline"}
+
+
+def test_the_broker_row_shows_kafka_exporter_metrics():
+    rows = _rows(json.loads(DASHBOARD.read_text())["panels"])
+    assert _queried(rows["Broker"]) == {
+        "kafka_brokers",
+        "kafka_topic_partitions",
+        "kafka_topic_partition_under_replicated_partition",
+        "kafka_consumergroup_lag_sum",
+        "kafka_topic_partition_current_offset",
+    }
+
+
+def test_prometheus_scrapes_the_web_tier_every_worker_service_and_kafka_exporter():
     compose = yaml.safe_load(COMPOSE.read_text())["services"]
     workers = {
         name
@@ -119,9 +154,12 @@ def test_prometheus_scrapes_the_web_tier_and_every_worker_service():
     }
     scrape = yaml.safe_load(PROMETHEUS.read_text())["scrape_configs"]
     targets = {
-        job["job_name"]: {name for sd in job["dns_sd_configs"] for name in sd["names"]}
+        job["job_name"]: {name for sd in job.get("dns_sd_configs", []) for name in sd["names"]}
+        | {target for static in job.get("static_configs", []) for target in static["targets"]}
         for job in scrape
     }
     assert targets["web"] == {"web"}
     assert targets["workers"] == workers
     assert {"relay", "consumer-inventory", "consumer-dead-letters"} <= workers
+    # One exporter speaks for the whole Kafka cluster (docs/alerts.md, "Broker metrics").
+    assert targets["kafka-exporter"] == {"kafka-exporter:9308"}
