@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # successor): noted once here rather than in every test log.
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: run test test-fast bench docs clean chromium
+.PHONY: run test test-fast bench docs clean chromium caddy
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python >= 3.11)"; exit 1; }
@@ -31,7 +31,18 @@ chromium:
 	  $(SUDO) apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
-test: $(STAMP) chromium
+# Debian's Caddy for the TLS proxy test (tests/test_tls_proxy.py runs deploy/caddy/Caddyfile
+# with it), installed with apt-get when missing. The package may start a system service that
+# serves :80 with its sample Caddyfile: stopped and disabled at once, since the test runs
+# its own caddy on free ports.
+caddy:
+	@command -v caddy >/dev/null || { \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q caddy && \
+	  if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now caddy; fi; }
+	@! pgrep -x caddy >/dev/null || { echo "a caddy process is running (the system service?): stop it"; exit 1; }
+
+test: $(STAMP) chromium caddy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
@@ -40,7 +51,7 @@ test: $(STAMP) chromium
 	$(BIN)/python -m pytest
 
 # Everything but the slow fault tests: for the edit-test loop (CI runs `make test`).
-test-fast: $(STAMP) chromium
+test-fast: $(STAMP) chromium caddy
 	$(BIN)/python -m pytest -m "not slow"
 
 # The pipeline as deployed, measured (docs/benchmarks.md). Uses KAFKA_BOOTSTRAP_SERVERS,
