@@ -109,10 +109,11 @@ def _merged(*paths: Path) -> dict[str, dict[str, Any]]:
 
 
 def _app_services() -> set[str]:
+    """The services of the app image that talk to Kafka: all but the static files' copy."""
     return {
         name
         for name, service in _load(BASE)["services"].items()
-        if service.get("image") == APP_IMAGE
+        if service.get("image") == APP_IMAGE and name != "static"
     }
 
 
@@ -329,6 +330,11 @@ def test_only_caddy_is_public_and_it_runs_the_tested_caddyfile():
     caddy = services["caddy"]
     assert caddy["image"] == "caddy:2"
     assert "./deploy/caddy/Caddyfile:/etc/caddy/Caddyfile:ro" in caddy["volumes"]
+    # It serves the static files the image collected (STATIC_ROOT), copied on every start
+    assert "static-files:/srv/static:ro" in caddy["volumes"]
+    assert "static-files:/srv/static" in services["static"]["volumes"]
+    assert "/app/staticfiles/. /srv/static/" in services["static"]["command"][-1]
+    assert caddy["depends_on"]["static"]["condition"] == "service_completed_successfully"
     assert {"80:80", "443:443"} <= set(caddy["ports"])
     assert caddy["environment"]["CADDY_UPSTREAM"] == "web:8000"
     # Every other published port is on the loopback

@@ -32,6 +32,7 @@ CADDYFILE = REPO_ROOT / "deploy" / "caddy" / "Caddyfile"
 CLIENT_ADDRESS = "127.0.0.2"  # the browser; Caddy connects to gunicorn from 127.0.0.1
 SPOOFED_ADDRESS = "203.0.113.9"  # what a client claims in its own X-Forwarded-For
 HSTS = "max-age=31536000; includeSubDomains; preload"
+STYLESHEET = "body { margin: 0 }\n"
 
 
 @dataclass
@@ -115,6 +116,10 @@ def stack(tmp_path: Path, transactional_db: None) -> Iterator[Stack]:
         pytest.fail("no caddy binary: run `make caddy` (Debian's package)")
     web_port, http_port, https_port = free_port(), free_port(), free_port()
     caddy_home = tmp_path / "caddy"
+    # What compose's "static" service copies out of the image (STATIC_ROOT).
+    static_root = tmp_path / "static"
+    (static_root / "admin" / "css").mkdir(parents=True)
+    (static_root / "admin" / "css" / "base.css").write_text(STYLESHEET)
     processes = Supervisor(
         env={
             **os.environ,
@@ -163,6 +168,7 @@ def stack(tmp_path: Path, transactional_db: None) -> Iterator[Stack]:
             CADDY_SITE_ADDRESS=f"localhost:{https_port}",
             CADDY_HTTP_PORT=str(http_port),
             CADDY_UPSTREAM=f"127.0.0.1:{web_port}",
+            CADDY_STATIC_ROOT=str(static_root),
             CADDY_BIND="127.0.0.1",
             CADDY_ADMIN="off",
         )
@@ -265,3 +271,13 @@ def test_metrics_are_refused_through_the_proxy_but_served_internally(stack: Stac
     internal = stack.direct("/metrics")
     assert internal.status == 200
     assert "# HELP" in internal.body
+
+
+def test_static_files_are_served_by_caddy(stack: Stack):
+    # When the admin's stylesheet is asked for
+    response = stack.https("GET", "/static/admin/css/base.css")
+
+    # Then Caddy serves it from the collected files (gunicorn serves none)
+    assert response.status == 200
+    assert response.body == STYLESHEET
+    assert response.headers["Content-Type"].startswith("text/css")
