@@ -40,7 +40,8 @@ caddy:
 	  $(SUDO) apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q caddy && \
 	  if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now caddy; fi; }
-	@! pgrep -x caddy >/dev/null || { echo "a caddy process is running (the system service?): stop it"; exit 1; }
+	@! pgrep -f '[c]addy run .*--config /etc/caddy/Caddyfile' >/dev/null || { \
+	  echo "the caddy system service is running (it serves :80): stop it"; exit 1; }
 
 test: $(STAMP) chromium caddy
 	$(BIN)/ruff check .
