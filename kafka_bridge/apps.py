@@ -35,5 +35,13 @@ def kafka_security_check(**kwargs: object) -> list[checks.CheckMessage]:
     return [
         checks.Error(f"{variable}={path}: no such readable file", id="kafka_bridge.E002")
         for variable, path in security_files(settings.KAFKA).items()
-        if not os.access(path, os.R_OK)
+        if not _readable(path, directory_allowed=variable == "KAFKA_SSL_CA_LOCATION")
     ]
+
+
+def _readable(path: str, *, directory_allowed: bool) -> bool:
+    # librdkafka also takes a directory of CA certificates, never of keys. An empty one is
+    # what Docker leaves where a bind-mounted file was missing on the host.
+    if directory_allowed and os.path.isdir(path):
+        return os.access(path, os.R_OK) and any(os.scandir(path))
+    return os.path.isfile(path) and os.access(path, os.R_OK)

@@ -267,15 +267,26 @@ def test_startup_stops_with_one_readable_line_and_no_secret():
     assert PASSWORD not in output
 
 
-def test_a_missing_certificate_file_stops_startup_with_one_line():
+def test_a_missing_certificate_file_stops_startup_with_one_line_each(tmp_path):
+    # Given a CA file that is not there, and a client certificate that is a directory (what
+    # Docker leaves in a container when the file to bind-mount was missing on the host)
+    (tmp_path / "client.pem").mkdir()
+    (tmp_path / "client.key").write_text("a key")
+
     result = _manage(
-        "check", KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CA_LOCATION="/nonexistent/ca.pem"
+        "check",
+        KAFKA_SECURITY_PROTOCOL="SSL",
+        KAFKA_SSL_CA_LOCATION="/nonexistent/ca.pem",
+        KAFKA_SSL_CERTIFICATE_LOCATION=str(tmp_path / "client.pem"),
+        KAFKA_SSL_KEY_LOCATION=str(tmp_path / "client.key"),
     )
 
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if "kafka_bridge.E002" in line]
     assert lines == [
-        "?: (kafka_bridge.E002) KAFKA_SSL_CA_LOCATION=/nonexistent/ca.pem: no such readable file"
+        "?: (kafka_bridge.E002) KAFKA_SSL_CA_LOCATION=/nonexistent/ca.pem: no such readable file",
+        f"?: (kafka_bridge.E002) KAFKA_SSL_CERTIFICATE_LOCATION={tmp_path / 'client.pem'}: "
+        "no such readable file",
     ]
 
 
