@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # successor): noted once here rather than in every test log.
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: run test test-fast bench docs clean chromium promtool alerts
+.PHONY: run test test-fast bench docs clean chromium caddy promtool alerts
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python >= 3.11)"; exit 1; }
@@ -57,7 +57,19 @@ alerts: promtool
 	promtool check config .run/prometheus.yml
 	amtool check-config deploy/alertmanager/alertmanager.yml
 
-test: $(STAMP) chromium alerts
+# Debian's Caddy for the TLS proxy test (tests/test_tls_proxy.py runs deploy/caddy/Caddyfile
+# with it), installed with apt-get when missing. The package may start a system service that
+# serves :80 with its sample Caddyfile: stopped and disabled at once, since the test runs
+# its own caddy on free ports.
+caddy:
+	@command -v caddy >/dev/null || { \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q caddy && \
+	  if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now caddy; fi; }
+	@! pgrep -f '[c]addy run .*--config /etc/caddy/Caddyfile' >/dev/null || { \
+	  echo "the caddy system service is running (it serves :80): stop it"; exit 1; }
+
+test: $(STAMP) chromium caddy alerts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
@@ -66,7 +78,7 @@ test: $(STAMP) chromium alerts
 	$(BIN)/python -m pytest
 
 # Everything but the slow fault tests: for the edit-test loop (CI runs `make test`).
-test-fast: $(STAMP) chromium
+test-fast: $(STAMP) chromium caddy
 	$(BIN)/python -m pytest -m "not slow"
 
 # The pipeline as deployed, measured (docs/benchmarks.md). Uses KAFKA_BOOTSTRAP_SERVERS,

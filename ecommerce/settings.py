@@ -258,7 +258,9 @@ KAFKA = {
     "CONSUMER_BATCH_MAX_WAIT_MS": env.int("KAFKA_CONSUMER_BATCH_MAX_WAIT_MS", default=5),
     # Offsets are committed at most this often while busy, and always on revoke/shutdown.
     "COMMIT_INTERVAL_SECONDS": env.float("KAFKA_COMMIT_INTERVAL_SECONDS", default=1.0),
-    # Security (SASL/SSL) passes straight to librdkafka; empty means PLAINTEXT.
+    # Security (SASL, TLS, client certificates), mapped to librdkafka and checked for
+    # settings that do not fit the protocol by kafka_bridge.client.security_config; empty
+    # means PLAINTEXT.
     "SECURITY_PROTOCOL": env.str("KAFKA_SECURITY_PROTOCOL", default=""),
     "SASL_MECHANISM": env.str("KAFKA_SASL_MECHANISM", default=""),
     "SASL_USERNAME": env.str("KAFKA_SASL_USERNAME", default=""),
@@ -266,6 +268,12 @@ KAFKA = {
     "SSL_CA_LOCATION": env.str("KAFKA_SSL_CA_LOCATION", default=""),
     "SSL_CERTIFICATE_LOCATION": env.str("KAFKA_SSL_CERTIFICATE_LOCATION", default=""),
     "SSL_KEY_LOCATION": env.str("KAFKA_SSL_KEY_LOCATION", default=""),
+    # The password of an encrypted client key (KAFKA_SSL_KEY_LOCATION).
+    "SSL_KEY_PASSWORD": env.str("KAFKA_SSL_KEY_PASSWORD", default=""),
+    # "https" (librdkafka's default: the broker's certificate must name the host) or "none".
+    "SSL_ENDPOINT_IDENTIFICATION_ALGORITHM": env.str(
+        "KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM", default=""
+    ),
     # Handler retries for transient errors before the event goes to the dead-letter topic.
     "HANDLER_MAX_ATTEMPTS": env.int("KAFKA_HANDLER_MAX_ATTEMPTS", default=5),
     "HANDLER_BACKOFF_BASE_SECONDS": env.float("KAFKA_HANDLER_BACKOFF_BASE_SECONDS", default=0.2),
