@@ -25,6 +25,11 @@ later event of its key, which was recorded after it committed.
 **Order and duplicates.** A single publisher producing in id order through an idempotent
 producer keeps per-key order. A crash, or a lost lock, between produce and stamp publishes
 those rows again; consumers are idempotent by event id.
+
+**Tracing.** With tracing on (decided once, at start-up), the read also takes each row's
+stored trace context, and each event is produced under a span of its own whose context goes
+out in the message headers (`kafka_bridge.tracing.PublishSpans`); with it off, nothing of
+that runs.
 """
 
 import contextlib
