@@ -83,3 +83,19 @@ def child_exit(server: Any, worker: Any) -> None:
 
 def on_exit(server: Any) -> None:
     _metrics_files_remove()
+
+
+# Tracing (common/tracing.py), configured in each worker: its exporter thread must live in
+# the process that makes the spans, and Django's middleware is instrumented before the
+# worker loads the application.
+def post_fork(server: Any, worker: Any) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecommerce.settings")
+    from common.tracing import tracing_configure
+
+    tracing_configure("web", http_server=True)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    from common.tracing import tracing_shutdown
+
+    tracing_shutdown()  # export the spans still buffered

@@ -12,7 +12,15 @@ import os
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import task_postrun, task_prerun, worker_ready
+from celery.signals import (
+    beat_init,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecommerce.settings")
 
@@ -39,3 +47,28 @@ def _started_objects_freeze(**kwargs: Any) -> None:
     from kafka_bridge.lifecycle import started_objects_freeze
 
     started_objects_freeze()
+
+
+# Tracing (common/tracing.py): configured in the process that runs the tasks, so that the
+# exporter's thread lives there (a prefork child, or the worker itself with the solo pool,
+# which sends worker_process_init too), and flushed when it stops.
+@worker_process_init.connect
+def _tracing_configure_worker(**kwargs: Any) -> None:
+    from common.tracing import tracing_configure
+
+    tracing_configure("celery-worker")
+
+
+@beat_init.connect
+def _tracing_configure_beat(**kwargs: Any) -> None:
+    from common.tracing import tracing_configure
+
+    tracing_configure("celery-beat")
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _tracing_shutdown(**kwargs: Any) -> None:
+    from common.tracing import tracing_shutdown
+
+    tracing_shutdown()

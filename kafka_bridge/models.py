@@ -32,6 +32,10 @@ class OutboxEvent(models.Model):
     replay_of = models.ForeignKey(
         "DeadLetter", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays"
     )
+    # The W3C trace context (traceparent, tracestate) of what recorded the event, as JSON;
+    # the relay sends it on as Kafka headers (common.tracing). Empty when tracing is off:
+    # the database default, so that writers leave the column out of their INSERT then.
+    trace_context = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["id"]

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 # model_dump() + json.dumps(), with no extra dependency.
 from pydantic_core import to_json
 
+from common import tracing
 from common.correlation import correlation_id_for
 from common.redis_client import OutageBackoff, redis_client
 from kafka_bridge.contracts import event_type_get, payload_validate
@@ -62,7 +63,18 @@ def outbox_events_record(events: Sequence[NewEvent]) -> list[OutboxEvent]:
         for event in events
     ]
     if rows:
-        _outbox_rows_insert(rows)
+        fields = _INSERTED_FIELDS
+        if tracing.enabled:
+            # Each row continues its cause's trace (a batch holds many); with tracing off
+            # the column is left to its database default and costs nothing.
+            contexts: dict[uuid.UUID | None, str] = {}
+            for event, row in zip(events, rows, strict=True):
+                cause = event.causation_id
+                if cause not in contexts:
+                    contexts[cause] = tracing.stored_context(cause)
+                row.trace_context = contexts[cause]
+            fields = _TRACED_INSERTED_FIELDS
+        _outbox_rows_insert(rows, fields)
         transaction.on_commit(relay_wake)
     return rows
 
@@ -80,17 +92,18 @@ _INSERTED_FIELDS = (
     "attempts",
     "last_error",
 )
+_TRACED_INSERTED_FIELDS = (*_INSERTED_FIELDS, "trace_context")
 
 
-def _outbox_rows_insert(rows: Sequence[OutboxEvent]) -> None:
+def _outbox_rows_insert(rows: Sequence[OutboxEvent], fields: Sequence[str]) -> None:
     # Not bulk_create: see kafka_bridge.sql for why, and for what it costs.
     created_at = timezone.now()
     for row in rows:
         row.created_at = created_at
     inserted = rows_insert(
         OutboxEvent,
-        _INSERTED_FIELDS,
-        [[getattr(row, name) for name in _INSERTED_FIELDS] for row in rows],
+        fields,
+        [[getattr(row, name) for name in fields] for row in rows],
         suffix="RETURNING id",
     )
     for row, (row_id,) in zip(rows, inserted, strict=True):
@@ -170,6 +183,8 @@ def outbox_event_replay(*, value: bytes, key: str, replay_of: DeadLetter) -> Out
         correlation_id=envelope["correlation_id"],
         value=value,
         replay_of=replay_of,
+        # A replay is staff's new action: it joins the trace of the request that asked for it.
+        trace_context=tracing.stored_context(None) if tracing.enabled else "",
     )
     transaction.on_commit(relay_wake)
     return row

@@ -25,6 +25,11 @@ later event of its key, which was recorded after it committed.
 **Order and duplicates.** A single publisher producing in id order through an idempotent
 producer keeps per-key order. A crash, or a lost lock, between produce and stamp publishes
 those rows again; consumers are idempotent by event id.
+
+**Tracing.** With tracing on (decided once, at start-up), the read also takes each row's
+stored trace context, and each event is produced under a span of its own whose context goes
+out in the message headers (`kafka_bridge.tracing.PublishSpans`); with it off, nothing of
+that runs.
 """
 
 import contextlib
@@ -42,6 +47,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from common import tracing
 from common.redis_client import redis_client
 from kafka_bridge.client import pipeline_topics, producer_config, topic_name, topics_ensure
 from kafka_bridge.heartbeat import Heartbeat
@@ -49,6 +55,7 @@ from kafka_bridge.lifecycle import StopFlag
 from kafka_bridge.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 from kafka_bridge.models import OutboxEvent
 from kafka_bridge.outbox import RELAY_WAKE_CHANNEL
+from kafka_bridge.tracing import PublishSpans
 from kafka_bridge.wire import RegistryFramer, registry_framer
 
 logger = logging.getLogger(__name__)
@@ -67,6 +74,8 @@ ROW_VALUES = (
     "schema_version",
     "correlation_id",
 )
+# With tracing on, also the trace context the row was recorded in (last).
+TRACED_ROW_VALUES = (*ROW_VALUES, "trace_context")
 
 
 @contextlib.contextmanager
@@ -173,6 +182,8 @@ class OutboxRelay:
     _caught_up: bool = True
     # Set when a step recorded failures: the run loop pauses before retrying them.
     failed_recently: bool = False
+    # Whether batches are traced (kafka_bridge.tracing): decided once, at start-up.
+    traced: bool = field(default_factory=lambda: tracing.enabled)
 
     @property
     def active(self) -> bool:
@@ -203,7 +214,8 @@ class OutboxRelay:
                 pending = OutboxEvent.objects.filter(published_at__isnull=True)
                 if in_flight:
                     pending = pending.exclude(id__in=in_flight)
-                rows = list(pending.order_by("id").values_list(*ROW_VALUES)[: self.batch_size])
+                values = TRACED_ROW_VALUES if self.traced else ROW_VALUES
+                rows = list(pending.order_by("id").values_list(*values)[: self.batch_size])
         self._outcomes_committed()
         if not settled:
             return stamped
@@ -217,11 +229,31 @@ class OutboxRelay:
     def _produce(self, rows: list[tuple]) -> None:
         batch = _Batch()
         self._in_flight.append(batch)
+        if not self.traced:
+            self._produce_rows(batch, rows, None)
+            return
+        spans = PublishSpans(rows)
+        try:
+            self._produce_rows(batch, spans.rows, spans)
+        finally:
+            spans.produced(batch.failed)
+
+    def _produce_rows(self, batch: _Batch, rows: list[tuple], spans: PublishSpans | None) -> None:
         topics: dict[str, str] = {}
         produce, delivered = self.producer.produce, batch.on_delivery
+        if spans is not None:
+            delivered = spans.delivered(delivered)
         for row_id, topic, key, value, event_id, event_type, version, correlation_id in rows:
             physical = topics.get(topic) or topics.setdefault(topic, topic_name(topic))
             headers = message_headers(event_id, event_type, version, correlation_id)
+            if spans is not None:
+                headers += spans.start(
+                    row_id,
+                    topic=physical,
+                    event_id=event_id,
+                    event_type=event_type,
+                    correlation_id=correlation_id,
+                )
             on_delivery = partial(delivered, row_id)
             if self.framer is not None:
                 try:

@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.template.loader import render_to_string
 
+from common import tracing
 from common.redis_client import OutageBackoff
 from notifications.models import Notification, OrderShippingAddress
 from notifications.tasks import notifications_deliver
@@ -121,7 +122,9 @@ def notifications_create_for_order_changes(
         found[(notice.event_id, kind)] = notification
         created.append(notification)
     Notification.objects.bulk_create(created)
-    notifications_enqueue(notification_ids=[n.id for n in created])
+    notifications_enqueue(
+        notification_ids=[n.id for n in created], causes=[n.event_id for n in created]
+    )
     return [
         found[(notice.event_id, kind)] if kind else None
         for notice, kind in zip(notices, kinds, strict=True)
@@ -143,18 +146,27 @@ def notification_create_for_order_change(
 _enqueue_backoff = OutageBackoff()
 
 
-def notifications_enqueue(*, notification_ids: Sequence[int]) -> None:
+def notifications_enqueue(
+    *, notification_ids: Sequence[int], causes: Sequence[uuid.UUID | None] = ()
+) -> None:
     """Queue delivery, as one task, once the current transaction commits. If the Celery
-    broker is down the notifications stay pending and the periodic sweep queues them."""
+    broker is down the notifications stay pending and the periodic sweep queues them.
+
+    `causes[i]` is the event that caused notification i. With tracing on, each traced
+    event's notifications get a task of their own, published in its trace."""
     ids = list(notification_ids)
     if not ids:
         return
+    # Taken now: once on_commit runs, the consumer batch's events are no longer in hand.
+    batches = tracing.grouped_by_cause(ids, causes)
 
     def enqueue() -> None:
         if not _enqueue_backoff.ready():
             return
         try:
-            notifications_deliver.delay(ids)
+            for context, batch in batches:
+                with tracing.context_attached(context):
+                    notifications_deliver.delay(batch)
         except Exception as exc:  # broker unavailable: the sweep will pick them up
             if _enqueue_backoff.failed():
                 logger.warning("notifications not queued (the sweep will): %s", exc)

@@ -8,7 +8,8 @@
 3. **Dedupe** (`idempotency.py`): events of other consumers on a shared topic are skipped,
    an event repeated within the batch counts once, Redis drops known ones in one MGET.
 4. **Apply** (`apply.py`): one transaction for the batch: ProcessedEvent rows in one INSERT
-   (the conflicts are the duplicates), then set-based handlers.
+   (the conflicts are the duplicates), then set-based handlers. With tracing on, each event
+   has a span meanwhile, continuing the trace its message carries (`tracing.py`).
 5. **Commit** (`offsets.py`): offsets of the whole batch are stored after the transaction
    committed, and committed to Kafka about once a second, on revocation and on shutdown.
 
@@ -20,6 +21,7 @@ Rebalance callbacks only run inside `poll`/`consume`, never while a batch is in 
 revoked partition's finished batch is always committed before it moves.
 """
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -29,6 +31,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
+from common import tracing
 from common.structured_logs import bind_contextvars, clear_contextvars, log_context
 from kafka_bridge.client import consumer_config, group_name, topic_name
 from kafka_bridge.contracts import Event
@@ -42,6 +45,7 @@ from .failures import PERMANENT_ERRORS, DeadLetterWriter, RetryPolicy
 from .idempotency import RedisSeenEvents
 from .offsets import OffsetCommitter
 from .received import Received, received_decode
+from .tracing import events_traced
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +90,8 @@ class ConsumerRunner:
         self.dead_letters = DeadLetterWriter(
             group=self.group, consumer_name=self.spec.name, logical_topics=self._physical_to_logical
         )
+        # Whether events get spans (step 4a, tracing.py): decided once, at start-up.
+        self.traced = tracing.enabled
 
     # --- loop -------------------------------------------------------------------------
     def run(self) -> None:
@@ -255,7 +261,13 @@ class ConsumerRunner:
         database_duplicates: list[Event] = []
         handler_seconds: dict[str, float] = {}
         if todo:
-            applied = events_apply(group=self.group, events=todo, handlers=self.spec.handlers)
+            traced = (
+                events_traced(group=self.group, items=items, events=todo)
+                if self.traced
+                else contextlib.nullcontext()
+            )
+            with traced:
+                applied = events_apply(group=self.group, events=todo, handlers=self.spec.handlers)
             processed, database_duplicates = applied.processed, applied.duplicates
             names = self.spec.handler_names
             handler_seconds = {names[h]: s for h, s in applied.handler_seconds.items()}

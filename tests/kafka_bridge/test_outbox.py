@@ -109,3 +109,22 @@ def test_recording_outside_a_transaction_is_refused():
             event_type=event.event_type, aggregate_id=event.aggregate_id, key="7", data=event.data
         )
     assert not OutboxEvent.objects.exists()
+
+
+def test_with_tracing_off_the_trace_column_is_left_to_its_default():
+    # Given a process without tracing (no OTLP endpoint: the test run's)
+    order_id = uuid.uuid4()
+
+    # When an event is recorded
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        outbox_event_record(
+            event_type="orders.created",
+            aggregate_id=str(order_id),
+            key="7",
+            data=_order_created(order_id),
+        )
+
+    # Then its INSERT does not name the column, which holds no trace context
+    (insert,) = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    assert "trace_context" not in insert
+    assert OutboxEvent.objects.get(aggregate_id=str(order_id)).trace_context == ""

@@ -30,7 +30,8 @@ DESCRIPTION = (
     "Celery) against the configured PostgreSQL, Redis and broker, driven over HTTP by a "
     "separate load generator: (a) intake with workers idle, (b) backlog drain per stage, "
     "(c) the full pipeline at saturation, (d) latency at a fixed rate with a per-hop "
-    "breakdown, (e) raw confluent-kafka baselines, (f) latency at lower rates. Prints a "
+    "breakdown, (e) raw confluent-kafka baselines, (f) latency at lower rates; or, with "
+    "--tracing-cost, (g) alone: CPU per order with tracing off and on. Prints a "
     "table; --json and --plot write every figure and a chart. `make bench` sets up the "
     "services."
 )
@@ -125,6 +126,31 @@ def parser_build() -> argparse.ArgumentParser:
         default=defaults.phase_timeout,
         help="Longest wait for a drain; a phase that times out reports partial figures.",
     )
+    add(
+        "--tracing-cost",
+        action="store_true",
+        help="Run (g) alone instead of the other phases: CPU per order with tracing off and "
+        "on (every span exported to a local OTLP receiver, sampler always_on), alternating, "
+        "every process restarted for each round.",
+    )
+    add(
+        "--tracing-rate",
+        type=float,
+        default=defaults.tracing_rate,
+        help="(g) orders/s, open loop.",
+    )
+    add(
+        "--tracing-seconds",
+        type=float,
+        default=defaults.tracing_seconds,
+        help="(g) duration of each round.",
+    )
+    add(
+        "--tracing-rounds",
+        type=int,
+        default=defaults.tracing_rounds,
+        help="(g) pairs of rounds (off, then on).",
+    )
     add("--json", dest="json_path", help="Write every figure as JSON to this path.")
     add("--plot", dest="plot_path", help="Write a PNG chart to this path (matplotlib).")
 
@@ -144,6 +170,10 @@ def bench_run(options: dict[str, Any]) -> None:
         raise UsageError("--rate and --rate-seconds must be positive")
     if bench_options.sweep_seconds <= 0:
         raise UsageError("--sweep-seconds must be positive")
+    if min(bench_options.tracing_rate, bench_options.tracing_seconds) <= 0:
+        raise UsageError("--tracing-rate and --tracing-seconds must be positive")
+    if bench_options.tracing_rounds < 1:
+        raise UsageError("--tracing-rounds must be at least 1")
     if options["plot_path"]:
         try:
             import matplotlib  # noqa: F401

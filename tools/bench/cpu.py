@@ -122,6 +122,10 @@ class CpuMeter:
         self._machine[1] = machine_busy_seconds()[0]
         self._wall[1] = time.monotonic()
 
+    @property
+    def wall_seconds(self) -> float:
+        return self._wall[1] - self._wall[0]
+
     def shares(self, extra: dict[str, float] | None = None) -> dict[str, float]:
         """Per tree, plus `extra` CPU seconds (e.g. the load generator's own figure), the
         machine's busy total, the local services (PostgreSQL, the broker, Redis) when they

@@ -40,6 +40,8 @@ def markdown(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
 
 
 def table(results: dict[str, Any]) -> str:
+    if "tracing_cost" in results:  # --tracing-cost: (g) alone
+        return "\n".join([*_header(results), "", *tracing_cost_table(results)])
     meta = results["meta"]
     gen = results.get("generator", {})
     a = results.get("intake_idle", {})
@@ -158,18 +160,7 @@ def table(results: dict[str, Any]) -> str:
     )
     add("API errors", str(results.get("api_errors", "n/a")), "all phases")
 
-    load = meta.get("load_average_at_start") or [0, 0, 0]
-    lines = [
-        f"bench {meta['namespace']} broker={meta['broker']} db={meta['database']} "
-        f"cores={meta['cores']} web={meta['web_concurrency']}x{meta['web_threads']} threads "
-        f"gateway={meta['gateway_latency_ms']}ms load-avg-at-start={load[0]:.2f} "
-        f"metrics={'on' if meta.get('metrics_enabled', True) else 'off (METRICS_ENABLED=false)'}",
-        "API rate limits: "
-        + ("on in these settings, " if meta.get("api_throttling_configured") else "off, ")
-        + "off for this run (API_THROTTLING=false: the load generator is not throttled)",
-        "",
-        *markdown(rows, ("metric", "value", "compared with")),
-    ]
+    lines = [*_header(results), "", *markdown(rows, ("metric", "value", "compared with"))]
     hops = (d.get("breakdown") or {}).get("hops", [])
     if hops:
 
@@ -195,6 +186,75 @@ def table(results: dict[str, Any]) -> str:
     lines += latency_by_rate_table(results)
     lines += ["", *cpu_table(results)]
     return "\n".join(lines)
+
+
+def _header(results: dict[str, Any]) -> list[str]:
+    meta = results["meta"]
+    load = meta.get("load_average_at_start") or [0, 0, 0]
+    return [
+        f"bench {meta['namespace']} broker={meta['broker']} db={meta['database']} "
+        f"cores={meta['cores']} web={meta['web_concurrency']}x{meta['web_threads']} threads "
+        f"gateway={meta['gateway_latency_ms']}ms load-avg-at-start={load[0]:.2f} "
+        f"metrics={'on' if meta.get('metrics_enabled', True) else 'off (METRICS_ENABLED=false)'}",
+        "API rate limits: "
+        + ("on in these settings, " if meta.get("api_throttling_configured") else "off, ")
+        + "off for this run (API_THROTTLING=false: the load generator is not throttled)",
+    ]
+
+
+TRACING_GROUPS = ("web", "relay", "consumers", "Celery")
+
+
+def tracing_cost_table(results: dict[str, Any]) -> list[str]:
+    """(g): CPU per order with tracing off and on, round by round, and the difference."""
+    g = results["tracing_cost"]
+    rounds = g["rounds"]
+    if not rounds:
+        return ["(g) no round completed"]
+    services = sorted({name for r in rounds for name in r["services_ms_per_order"]})
+
+    def row(label: str, value: Any, digits: int = 1) -> tuple[str, ...]:
+        return (label, *(fmt(value(r), digits) for r in rounds))
+
+    rows = [
+        row("orders (achieved orders/s)", lambda r: r["orders"], 0),
+        row("CPU per order, our processes (ms)", lambda r: r["cpu_ms_per_order"]["ours"]),
+        *(
+            row(f"  {group}", lambda r, group=group: r["cpu_ms_per_order"][group])
+            for group in TRACING_GROUPS
+        ),
+        *(
+            row(f"{name} (ms per order)", lambda r, name=name: r["services_ms_per_order"].get(name))
+            for name in services
+        ),
+        row("spans exported per order", lambda r: r["spans_per_order"]),
+        row(
+            "created → last notice p50 (ms)",
+            lambda r: (r["created_to_last_notice_ms"] or {}).get("p50"),
+            0,
+        ),
+        row(
+            "created → last notice p99 (ms)",
+            lambda r: (r["created_to_last_notice_ms"] or {}).get("p99"),
+            0,
+        ),
+        row("machine busy (cores)", lambda r: r["cpu"].get("machine busy"), 2),
+    ]
+    summary = g.get("summary", {})
+    lines = [
+        f"(g) what tracing costs: {g['rate']:g} orders/s for {g['seconds']:g} s per round, "
+        "every process restarted per round; on = every span exported to a local OTLP "
+        "receiver, sampler always_on",
+        *markdown(rows, ("figure", *(f"tracing {r['label']}" for r in rounds))),
+    ]
+    if summary.get("delta_ms") is not None:
+        lines += [
+            "",
+            f"(g) CPU per order of our processes: off {fmt(summary['off_ms'], 1)} ms, "
+            f"on {fmt(summary['on_ms'], 1)} ms (mean of each): "
+            f"{summary['delta_ms']:+.1f} ms ({summary['delta_pct']:+.1f}%)",
+        ]
+    return lines
 
 
 def latency_by_rate_table(results: dict[str, Any]) -> list[str]:
@@ -281,6 +341,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     meta = results["meta"]
+    if "tracing_cost" in results:
+        _plot_tracing_cost(results, path)
+        return
     fig, axes = plt.subplots(2, 2, figsize=(15, 10))
     fig.suptitle(
         f"bench {meta['namespace']}: {meta['cores']} cores, web "
@@ -390,6 +453,31 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("ms (p50 per component)")
     ax.set_title("(d) where the time goes, hop by hop")
 
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_tracing_cost(results: dict[str, Any], path: Path) -> None:
+    """(g): CPU per order per round, stacked by process group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = results["tracing_cost"]["rounds"]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    labels = [f"tracing {r['label']}" for r in rounds]
+    bottom = [0.0] * len(rounds)
+    for group in TRACING_GROUPS:
+        values = [r["cpu_ms_per_order"][group] for r in rounds]
+        ax.bar(labels, values, bottom=bottom, label=group)
+        bottom = [a + b for a, b in zip(bottom, values, strict=True)]
+    for index, total in enumerate(bottom):
+        ax.text(index, total, f"{total:.1f}", ha="center", va="bottom")
+    ax.set_ylabel("CPU per order, our processes (ms)")
+    ax.set_title("(g) what tracing costs")
+    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -42,6 +42,8 @@ from tools.supervisor import REPO_ROOT, SAGA_CONSUMERS, Child, Supervisor, curre
 
 # Extra rows for the relay's drain (b) go to this logical topic, which no consumer reads.
 RELAY_PAD_TOPIC = "bench-relay-drain"
+# (g): the span processor's export delay with tracing on (OTEL_BSP_SCHEDULE_DELAY).
+EXPORT_DELAY_S = 1.0
 SETTLED_STATUSES = ("paid", "rejected", "cancelled", "payment_failed", "expired")
 
 
@@ -68,6 +70,11 @@ class BenchOptions:
     web_concurrency: int | None = None
     gateway_latency_ms: int = 0
     phase_timeout: float = 180.0
+    # (g), run instead of the other phases: what tracing costs (--tracing-cost).
+    tracing_cost: bool = False
+    tracing_rate: float = 30.0
+    tracing_seconds: float = 20.0
+    tracing_rounds: int = 2
 
 
 @dataclass
@@ -139,17 +146,21 @@ class Bench:
             "log_dir": str(self.log_dir),
             "started_at": timezone.now().isoformat(),
         }
+        codes: dict[str, int] = {}
         try:
-            self.web = self._start_web()
-            self._generator_ceiling()
-            backlog = self._intake_idle()
-            self._raw_baselines()
-            self._backlog_drain(backlog)
-            self._saturation()
-            self._fixed_rate()
-            self._latency_by_rate()
+            if opts.tracing_cost:
+                codes = self._tracing_cost(env)
+            else:
+                self.web = self._start_web()
+                self._generator_ceiling()
+                backlog = self._intake_idle()
+                self._raw_baselines()
+                self._backlog_drain(backlog)
+                self._saturation()
+                self._fixed_rate()
+                self._latency_by_rate()
         finally:
-            codes = self.supervisor.stop()
+            codes.update(self.supervisor.stop())
             self.results["meta"]["exit_codes"] = codes
             self.results["meta"]["load_average_at_end"] = list(os.getloadavg())
         bad = {name: code for name, code in codes.items() if code != 0}
@@ -159,7 +170,7 @@ class Bench:
             self.results[phase]["errors"]
             for phase in ("intake_idle", "saturation", "fixed_rate")
             if phase in self.results
-        )
+        ) + sum(r["errors"] for r in self.results.get("tracing_cost", {}).get("rounds", []))
         return self.results
 
     def _customers_and_products(self) -> tuple[Path, list[str]]:
@@ -180,7 +191,7 @@ class Bench:
         return path, skus
 
     # --- processes ----------------------------------------------------------------------
-    def _start_web(self) -> Child:
+    def _start_web(self, **env: str) -> Child:
         web = self.supervisor.spawn(
             [
                 sys.executable,
@@ -193,6 +204,7 @@ class Bench:
                 "ecommerce.wsgi:application",
             ],
             label="web",
+            **env,
         )
         deadline = time.monotonic() + 60
         while not self._healthy():
@@ -566,3 +578,134 @@ class Bench:
             series[f"{rate:g}"] = latencies
         self.results["latency_by_rate"] = rows
         self.results.setdefault("series", {})["latency_by_rate_ms"] = series
+
+    # --- (g) what tracing costs --------------------------------------------------------
+    def _tracing_cost(self, env: dict[str, str]) -> dict[str, int]:
+        """(g) The whole pipeline with tracing off, then on (exporting every span to a
+        local OTLP receiver, sampler always_on), alternating for `tracing_rounds` pairs.
+        Each round starts every process afresh with its setting, warms it up, offers
+        `tracing_rate` orders/s for `tracing_seconds` (open loop) and waits until every
+        order has its last notice and the spans are exported: CPU per order of our
+        processes, and of PostgreSQL, the broker and Redis, over that window. Returns the
+        exit codes of every round's processes."""
+        from testing.otlp import OtlpReceiver
+
+        opts = self.options
+        rounds: list[dict[str, Any]] = []
+        codes: dict[str, int] = {}
+        self.results["tracing_cost"] = {
+            "rate": opts.tracing_rate,
+            "seconds": opts.tracing_seconds,
+            "rounds": rounds,
+        }
+        # The bench's own environment decides nothing here: each round sets its own.
+        base = {k: v for k, v in env.items() if not k.startswith("OTEL_")}
+        with OtlpReceiver() as receiver:
+            traced = {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_TRACES_SAMPLER": "always_on",
+                # Exports every second rather than every 5 s, so that a round's spans are
+                # all in (and their export's CPU counted) soon after its last order.
+                "OTEL_BSP_SCHEDULE_DELAY": str(int(EXPORT_DELAY_S * 1000)),
+            }
+            for index in range(opts.tracing_rounds):
+                for setting in ("off", "on"):
+                    label = f"{setting}, run {index + 1}"
+                    self.say(
+                        f"(g) tracing {label}: {opts.tracing_rate:g} orders/s "
+                        f"for {opts.tracing_seconds:g}s"
+                    )
+                    self.supervisor = Supervisor(
+                        env=base, log_dir=self.log_dir / f"g-{len(rounds)}"
+                    )
+                    try:
+                        rounds.append(
+                            self._tracing_round(label, receiver, traced if setting == "on" else {})
+                        )
+                    finally:
+                        for name, code in self.supervisor.stop().items():
+                            codes[f"(g) {label}: {name}"] = code
+        self.supervisor = Supervisor(env=base, log_dir=self.log_dir)  # nothing left to stop
+        self.results["tracing_cost"]["summary"] = _tracing_summary(rounds)
+        return codes
+
+    def _tracing_round(
+        self, label: str, receiver: Any, tracing_env: dict[str, str]
+    ) -> dict[str, Any]:
+        opts = self.options
+        self.port = free_port()
+        self._start_web(**tracing_env)
+        self.supervisor.relay(**tracing_env)
+        self.supervisor.consumers(**tracing_env)
+        self.supervisor.celery_worker(**tracing_env)
+        # Warm-up, not measured: imports, connections, group joins, the first publishes.
+        warm = self._load("warm-up", count=self.options.connections * 2)["order_ids"]
+        self._settle(f"(g) {label}: warm-up", self.warm_up_ids + warm, {})
+        self._exported(receiver)
+        spans_before = len(receiver.spans())
+        settled: dict[str, Any] = {}
+        with self._meter() as meter:
+            result = self._load(f"g-{label}", duration=opts.tracing_seconds, rate=opts.tracing_rate)
+            self._settle(f"(g) {label}: last notices", result["order_ids"], settled)
+            self._exported(receiver)
+        summary = self._load_summary(result, meter)
+        orders = result["ok"]
+        wall = meter.wall_seconds
+        shares = summary["cpu"]
+        groups = {
+            "web": ["web"],
+            "relay": ["relay"],
+            "consumers": [name for name in shares if name.startswith("consumer-")],
+            "Celery": ["celery-worker"],
+        }
+        ms_per_order = {
+            group: sum(shares.get(name, 0.0) for name in names) * wall * 1000 / orders
+            for group, names in groups.items()
+        }
+        ms_per_order["ours"] = sum(ms_per_order.values())
+        services = {
+            name: share * wall * 1000 / orders
+            for name, share in shares.items()
+            if name.endswith("(local)")
+        }
+        latencies, missing = measure.latencies_ms(result["order_ids"])
+        return {
+            "label": label,
+            "tracing": bool(tracing_env),
+            "orders": orders,
+            "errors": result["errors"],
+            "orders_per_s": result["ok_per_s"],
+            "window_s": wall,
+            "cpu_ms_per_order": ms_per_order,
+            "services_ms_per_order": services,
+            "spans_per_order": (len(receiver.spans()) - spans_before) / orders if orders else 0,
+            "created_to_last_notice_ms": measure.percentiles(latencies),
+            "incomplete": missing,
+            "settle": settled["settle"],
+            "cpu": shares,
+        }
+
+    def _exported(self, receiver: Any) -> None:
+        """Wait until no span has arrived for twice the export delay: the round's spans
+        are then in, and their export counted (the same wait with tracing off)."""
+        quiet_for = 2 * EXPORT_DELAY_S
+        count, since = len(receiver.spans()), time.monotonic()
+        while time.monotonic() - since < quiet_for:
+            time.sleep(0.25)
+            now = len(receiver.spans())
+            if now != count:
+                count, since = now, time.monotonic()
+
+
+def _tracing_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean CPU per order of our processes with tracing off and on, and the difference."""
+
+    def mean(setting: bool) -> float | None:
+        values = [r["cpu_ms_per_order"]["ours"] for r in rounds if r["tracing"] is setting]
+        return sum(values) / len(values) if values else None
+
+    off, on = mean(False), mean(True)
+    if off is None or on is None:
+        return {"off_ms": off, "on_ms": on}
+    return {"off_ms": off, "on_ms": on, "delta_ms": on - off, "delta_pct": (on - off) / off * 100}

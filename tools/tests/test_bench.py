@@ -104,3 +104,40 @@ def test_bench_reports_every_phase(transactional_db, capsys, tmp_path, settings,
         code == 0 for code in results["meta"]["exit_codes"].values()
     )
     assert (tmp_path / "bench.png").stat().st_size > 10_000
+
+
+def test_bench_tracing_cost_compares_cpu_per_order_off_and_on(transactional_db, capsys, tmp_path):
+    # When (g) runs alone, one round with tracing off and one on, with tiny numbers
+    bench_run(
+        vars(
+            parser_build().parse_args(
+                [
+                    "--tracing-cost",
+                    "--tracing-rate=5",
+                    "--tracing-seconds=1",
+                    "--tracing-rounds=1",
+                    "--connections=2",
+                    "--customers=3",
+                    "--skus=2",
+                    "--phase-timeout=60",
+                    "--web-concurrency=1",
+                    f"--json={tmp_path / 'bench.json'}",
+                    f"--plot={tmp_path / 'bench.png'}",
+                ]
+            )
+        )
+    )
+
+    # Then both rounds report CPU per order, and only the traced one exported spans
+    table = capsys.readouterr().out
+    assert "(g) what tracing costs" in table and "CPU per order, our processes (ms)" in table
+    results = json.loads((tmp_path / "bench.json").read_text())
+    off, on = results["tracing_cost"]["rounds"]
+    assert (off["tracing"], on["tracing"]) == (False, True)
+    assert off["orders"] > 0 and on["orders"] > 0 and results["api_errors"] == 0
+    assert off["incomplete"] == 0 and on["incomplete"] == 0
+    assert off["cpu_ms_per_order"]["ours"] > 0 and on["cpu_ms_per_order"]["ours"] > 0
+    assert off["spans_per_order"] == 0 and on["spans_per_order"] > 10
+    assert results["tracing_cost"]["summary"]["delta_ms"] is not None
+    assert all(code == 0 for code in results["meta"]["exit_codes"].values())
+    assert (tmp_path / "bench.png").stat().st_size > 10_000

@@ -4,6 +4,7 @@ from confluent_kafka import KafkaException
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from common.tracing import tracing_configure, tracing_shutdown
 from kafka_bridge.consumer import ConsumerRunner
 from kafka_bridge.consumer.transactional import (
     TransactionalConsumerRunner,
@@ -28,6 +29,8 @@ class Command(BaseCommand):
             spec = consumer_spec_get(name)
         except KeyError as exc:
             raise CommandError(exc.args[0]) from None
+        # Before the runner exists: it asks once whether to trace.
+        tracing_configure(f"consumer-{name}")
         runner_class = TransactionalConsumerRunner if spec.is_transactional else ConsumerRunner
         try:
             runner = runner_class(spec=spec, stop=StopFlag().install())
@@ -44,3 +47,5 @@ class Command(BaseCommand):
             runner.run()
         except TransactionalProducerFailed as exc:
             raise CommandError(str(exc)) from None
+        finally:
+            tracing_shutdown()  # export the spans still buffered
