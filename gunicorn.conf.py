@@ -28,6 +28,9 @@ bind = [os.environ.get("WEB_BIND", "0.0.0.0:8000")]
 # Idle keep-alive connections are closed after this; a reverse proxy should keep its own
 # idle timeout below it.
 keepalive = 5
+# No control socket (gunicorn 25.1+, for `gunicornc`): nothing here uses it, its default path
+# under $HOME is read-only in the image, and every gunicorn on one host would share it.
+control_socket_disable = True
 # Logs: gunicorn's own lines through the same structured formatter as the app's
 # (LOG_FORMAT, common/structured_logs.py). No gunicorn access log: the app writes one
 # line per request itself, with its correlation, user and order ids.
