@@ -5,12 +5,12 @@
 Uses DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set; otherwise SQLite
 (db.sqlite3), a local Tansu broker and a local redis-server, started here. Then migrates,
 creates topics, seeds demo data and runs the web server, the outbox relay, every registered
-consumer, the webhook dispatcher, a Celery worker and Celery beat as child processes with prefixed logs. Ctrl-C (or
-SIGTERM) stops the children gracefully, in order, then the local services; so does any child
-exiting on its own (fail fast: a half-running pipeline is not left behind). `--without
-inventory` starts everything but that consumer (e.g. to watch an order expire).
-`--smoke-test` places one order through the HTTP API, waits until it is paid, ships it with
-the staff token, and exits 0 or 1.
+consumer, the webhook dispatcher (private addresses allowed), a Celery worker and Celery
+beat as child processes with prefixed logs. Ctrl-C (or SIGTERM) stops the children
+gracefully, in order, then the local services; so does any child exiting on its own (fail
+fast: a half-running pipeline is not left behind). `--without inventory` starts everything
+but that consumer (e.g. to watch an order expire). `--smoke-test` places one order through
+the HTTP API, waits until it is paid, ships it with the staff token, and exits 0 or 1.
 """
 
 from __future__ import annotations

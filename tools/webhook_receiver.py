@@ -75,7 +75,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 receiver._handle(self)
 
             def log_message(self, format: str, *args: Any) -> None:
