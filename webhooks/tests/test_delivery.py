@@ -7,8 +7,8 @@ import uuid
 from collections import Counter, defaultdict
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
