@@ -23,6 +23,12 @@ from typing import Any
 from standardwebhooks import Webhook, WebhookVerificationError
 
 
+class _Server(ThreadingHTTPServer):
+    # A listen backlog of 5 (socketserver's default) drops connections under a burst,
+    # and the sender's SYN is retried a second later.
+    request_queue_size = 128
+
+
 @dataclass(frozen=True)
 class Received:
     message_id: str
@@ -81,7 +87,7 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # one line per delivery comes from on_receive instead
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
