@@ -2,7 +2,7 @@
 import os
 import sys
 
-WORKER_COMMANDS = {"run_consumer", "run_relay"}
+WORKER_COMMANDS = {"run_consumer", "run_relay", "run_webhook_dispatcher"}
 
 
 def main() -> None:

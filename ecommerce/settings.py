@@ -67,6 +67,9 @@ INSTALLED_APPS = [
     "inventory",
     "orders",
     "notifications",
+    # Signed webhooks to external systems: staff register endpoints, a consumer records one
+    # delivery per matching order event, `run_webhook_dispatcher` sends them.
+    "webhooks",
     # The read side: tables built from events alone (orders per minute, sales and customer
     # reports), rebuilt by replaying the topics, and the admin's pipeline dashboard. It
     # imports no other app's models.
@@ -373,6 +376,35 @@ PAYMENTS = {
         "latency_ms": env.int("PAYMENTS_FAKE_LATENCY_MS", default=0),
     },
     "MAX_CONCURRENCY": env.int("PAYMENTS_MAX_CONCURRENCY", default=64),
+}
+
+# --- Webhooks -----------------------------------------------------------------------------
+# Order events delivered to the endpoints staff register (webhooks app, docs/webhooks.md).
+WEBHOOKS = {
+    # Outgoing requests refuse private, loopback, link-local and other non-public addresses
+    # unless this is set (local runs and tests only); registration then also takes http://.
+    "ALLOW_PRIVATE": env.bool("WEBHOOKS_ALLOW_PRIVATE", default=False),
+    # One attempt: connect, send, and the answer's status line, each within what is left.
+    "TIMEOUT_SECONDS": env.float("WEBHOOKS_TIMEOUT_SECONDS", default=10.0),
+    # Seconds before each retry (±20% jitter); a delivery fails after the last one: 5 s,
+    # 5 min, 30 min, 2 h, 5 h, 10 h, 10 h is 8 attempts over about 27.6 hours.
+    "RETRY_SCHEDULE_SECONDS": [
+        float(seconds)
+        for seconds in env.list(
+            "WEBHOOKS_RETRY_SCHEDULE_SECONDS",
+            default=["5", "300", "1800", "7200", "18000", "36000", "36000"],
+        )
+    ],
+    "RETRY_JITTER": env.float("WEBHOOKS_RETRY_JITTER", default=0.2),
+    # Requests in flight at once per dispatcher process, and per endpoint within them.
+    "MAX_CONCURRENCY": env.int("WEBHOOKS_MAX_CONCURRENCY", default=32),
+    "MAX_IN_FLIGHT_PER_ENDPOINT": env.int("WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT", default=4),
+    # How often an idle dispatcher looks for deliveries that became due.
+    "POLL_INTERVAL_SECONDS": env.float("WEBHOOKS_POLL_INTERVAL_SECONDS", default=0.5),
+    # An endpoint is disabled once every attempt has failed for this long and at least this
+    # many attempts in a row (staff re-enable it).
+    "DISABLE_AFTER_SECONDS": env.float("WEBHOOKS_DISABLE_AFTER_SECONDS", default=24 * 3600),
+    "DISABLE_AFTER_FAILURES": env.int("WEBHOOKS_DISABLE_AFTER_FAILURES", default=5),
 }
 
 # --- E-mail -----------------------------------------------------------------------------

@@ -261,11 +261,11 @@ def test_customer_requests_never_cause_a_server_error(case, world):  # type: ign
         case.call_and_validate(headers=world.auth(world.owner), checks=RESPONSE_CHECKS)
 
 
-@SCHEMA.include(path_regex=r"/(ship|deliver)/$|^/api/(metrics|reports)/").parametrize()
+@SCHEMA.include(path_regex=r"/(ship|deliver)/$|^/api/(metrics|reports|webhooks)/").parametrize()
 @FUZZ_SETTINGS
 def test_staff_requests_never_cause_a_server_error(case, world):  # type: ignore[no-untyped-def]
     # Given staff, and orders in every status (so ship and deliver both succeed and conflict);
-    # the staff-only reports too
+    # the staff-only reports and webhook endpoints too
     _aim_at_real_rows(case, world)
     checks = RESPONSE_CHECKS
     if case.operation.path.endswith("/ship/"):
@@ -421,7 +421,8 @@ def test_anonymous_requests_with_any_session_cookie_are_refused_with_401(  # typ
 
     with _rolled_back():
         # When it reaches any operation
-        response = client.generic(method, path.format(order_id=world.owner_order_ids[0]))
+        target = path.format(order_id=world.owner_order_ids[0], endpoint_id=uuid.uuid4())
+        response = client.generic(method, target)
 
         # Then it is refused with 401, like any other anonymous request
         assert response.status_code == 401, response.content

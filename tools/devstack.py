@@ -5,12 +5,12 @@
 Uses DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set; otherwise SQLite
 (db.sqlite3), a local Tansu broker and a local redis-server, started here. Then migrates,
 creates topics, seeds demo data and runs the web server, the outbox relay, every registered
-consumer, a Celery worker and Celery beat as child processes with prefixed logs. Ctrl-C (or
-SIGTERM) stops the children gracefully, in order, then the local services; so does any child
-exiting on its own (fail fast: a half-running pipeline is not left behind). `--without
-inventory` starts everything but that consumer (e.g. to watch an order expire).
-`--smoke-test` places one order through the HTTP API, waits until it is paid, ships it with
-the staff token, and exits 0 or 1.
+consumer, the webhook dispatcher (private addresses allowed), a Celery worker and Celery
+beat as child processes with prefixed logs. Ctrl-C (or SIGTERM) stops the children
+gracefully, in order, then the local services; so does any child exiting on its own (fail
+fast: a half-running pipeline is not left behind). `--without inventory` starts everything
+but that consumer (e.g. to watch an order expire). `--smoke-test` places one order through
+the HTTP API, waits until it is paid, ships it with the staff token, and exits 0 or 1.
 """
 
 from __future__ import annotations
@@ -89,6 +89,9 @@ class DevStack:
             self.env["REDIS_URL"] = redis.url
             say(f"started local redis-server at {redis.url}")
         self.env.setdefault("DJANGO_DEBUG", "true")
+        # Webhooks to a receiver on this machine (docs/webhooks.md): http:// and loopback
+        # addresses allowed, for the web server (registration) and the dispatcher alike.
+        self.env.setdefault("WEBHOOKS_ALLOW_PRIVATE", "true")
         # The group rebalance timeout (librdkafka takes it from max.poll.interval.ms). A
         # broker that wedges a forming group (docs/test-broker.md) holds it that
         # long; local batches never take a minute, so the 5-minute default buys nothing here.
@@ -118,6 +121,7 @@ class DevStack:
                 say(f"consumer {name} left out (--without {name})")
                 continue
             children.consumer(name, label=f"consumer-{name}")
+        children.webhook_dispatcher()
         children.celery_worker()
         children.celery_beat(schedule_file=REPO_ROOT / ".run" / "beat")
 
@@ -238,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         f"Ship:    curl -X POST -H 'Authorization: Token {tokens.staff}' "
         f"-H 'Content-Type: application/json' -d '{{\"carrier\":\"DHL\"}}' "
         f"{api}/orders/<id>/ship/"
+    )
+    say(
+        f"Webhook: curl -H 'Authorization: Token {tokens.staff}' "
+        f"-H 'Content-Type: application/json' "
+        f'-d \'{{"url":"http://127.0.0.1:9000/hooks","event_types":["*"]}}\' {api}/webhooks/'
+        "  then: python -m tools.webhook_receiver --secret <its secret>"
     )
     say("Ctrl-C stops everything")
     result = 0

@@ -162,6 +162,9 @@ class Supervisor:
     def consumer(self, name: str, *, label: str | None = None, **env: str) -> Child:
         return self.start("run_consumer", name, label=label, **env)
 
+    def webhook_dispatcher(self, *, label: str | None = None, **env: str) -> Child:
+        return self.start("run_webhook_dispatcher", label=label or "webhook-dispatcher", **env)
+
     def consumers(self, names: Iterable[str] | None = None, **env: str) -> list[Child]:
         """One process per registered consumer group (or per name given)."""
         if names is None:

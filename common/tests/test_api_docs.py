@@ -87,6 +87,16 @@ EXPECTED_ERRORS = {
         "403": ERROR,
         "404": ERROR,
     },
+    # webhook endpoints: staff only
+    ("get", "/api/webhooks/"): {**EVERY_OPERATION, "403": ERROR, "404": ERROR},
+    ("post", "/api/webhooks/"): {**EVERY_OPERATION, **WITH_BODY, "403": ERROR},
+    ("get", "/api/webhooks/{endpoint_id}/"): {**EVERY_OPERATION, "403": ERROR, "404": ERROR},
+    ("delete", "/api/webhooks/{endpoint_id}/"): {**EVERY_OPERATION, "403": ERROR, "404": ERROR},
+    ("post", "/api/webhooks/{endpoint_id}/enable/"): {
+        **EVERY_OPERATION,
+        "403": ERROR,
+        "404": ERROR,
+    },
 }
 
 
