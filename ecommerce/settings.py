@@ -194,6 +194,12 @@ SPECTACULAR_SETTINGS = {
     # No badge from Swagger's online validator (it would send the schema URL off-site).
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
+    # Several components have a `status` field with its own choices: each enum is named
+    # after what it is, not numbered by drf-spectacular.
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "orders.status.OrderStatus",
+        "WebhookEndpointStatusEnum": "webhooks.status.EndpointStatus",
+    },
 }
 
 # --- Rate limits ------------------------------------------------------------------------
