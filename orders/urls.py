@@ -6,11 +6,14 @@ from orders.apis import (
     OrderDeliverApi,
     OrderDetailApi,
     OrderShipApi,
+    OrderStatusEventsApi,
 )
 
 urlpatterns = [
     path("orders/", OrderCollectionApi.as_view(), name="order-collection"),
     path("orders/<uuid:order_id>/", OrderDetailApi.as_view(), name="order-detail"),
+    # Served by the stream process (ASGI); the proxy routes this path there.
+    path("orders/<uuid:order_id>/events/", OrderStatusEventsApi.as_view(), name="order-events"),
     path("orders/<uuid:order_id>/cancel/", OrderCancelApi.as_view(), name="order-cancel"),
     path("orders/<uuid:order_id>/ship/", OrderShipApi.as_view(), name="order-ship"),
     path("orders/<uuid:order_id>/deliver/", OrderDeliverApi.as_view(), name="order-deliver"),
