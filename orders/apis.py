@@ -3,7 +3,6 @@ import uuid
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.core.validators import MaxLengthValidator, MinLengthValidator, RegexValidator
-from django.db import connections
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -359,8 +358,9 @@ STREAM_EXAMPLE = (
 
 class OrderStatusEventsApi(APIView):
     """`GET /api/orders/{id}/events/`: the customer's own order's status, live (see
-    orders/status_stream.py). Served by the ASGI stream process; a sync (WSGI) server
-    answers 503 rather than pin one of its threads for the life of a stream."""
+    orders/status_stream.py). Served by the ASGI stream process, where it runs on the
+    streams' database threads (orders.urls); a sync (WSGI) server answers 503 rather than
+    pin one of its threads for the life of a stream."""
 
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JSONErrorsNegotiation
@@ -415,9 +415,6 @@ class OrderStatusEventsApi(APIView):
                 {"detail": "Live order status is served by the stream service."},
                 status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
             )
-        # This thread ends with the request's synchronous part, long before the stream does:
-        # its connection would stay open, unused, for the life of the stream.
-        connections.close_all()
         return StreamingHttpResponse(
             order_status_events(order_id=order_id, after=after),
             content_type=EVENT_STREAM,

@@ -17,23 +17,22 @@ How nothing is lost or told twice:
    While the feed is up it still reads every `LIVE_RESYNC_SECONDS`, in case an announcement
    was lost (pub/sub delivers at most once).
 
-The database is read on a small pool of threads of its own (`LIVE_DB_THREADS`), outside the
-request's context: each thread keeps one connection, reused and health-checked under
-`DATABASE_CONN_MAX_AGE` as a worker's is. An open stream holds no connection and no thread.
+The database is read on a small pool of threads (`LIVE_DB_THREADS`, `common.async_db`),
+each with one connection kept across reads; the view's authentication and lookup run there
+too. An open stream holds no connection and no thread.
 """
 
 import asyncio
-import functools
 import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
 
+from common.async_db import DatabaseThreads
 from common.pubsub import HUB_UP
 from orders.selectors import order_status_moves_after, order_status_now
 from orders.status import TERMINAL
@@ -68,32 +67,18 @@ class StatusCursor:
         return chunk
 
 
-_db_pool: ThreadPoolExecutor | None = None
-
-
-def _db_threads() -> ThreadPoolExecutor:
-    global _db_pool
-    if _db_pool is None:
-        _db_pool = ThreadPoolExecutor(
-            max_workers=settings.ORDERS["LIVE_DB_THREADS"], thread_name_prefix="status-stream-db"
-        )
-    return _db_pool
-
-
-def _read(read: Callable[..., T], kwargs: dict[str, Any]) -> T:
-    # What a request does at its start: drop a connection that is too old or broken.
-    close_old_connections()
-    return read(**kwargs)
+# The database threads of a process's streams: the view's authentication and lookup, then
+# each stream's reads.
+database_threads = DatabaseThreads(
+    "status-stream-db", size=lambda: settings.ORDERS["LIVE_DB_THREADS"]
+)
 
 
 async def _db(read: Callable[..., T], **kwargs: Any) -> T | None:
-    """`read(**kwargs)` on the stream's database threads; None if the database failed (the
-    stream tries again at its next read)."""
-    # run_in_executor, not sync_to_async: the call does not take the request's context
-    # along, so each pool thread uses (and keeps) its own connection.
-    loop = asyncio.get_running_loop()
+    """`read(**kwargs)` on the database threads; None if the database failed (the stream
+    tries again at its next read)."""
     try:
-        return await loop.run_in_executor(_db_threads(), functools.partial(_read, read, kwargs))
+        return await database_threads.run(read, **kwargs)
     except DatabaseError as exc:
         logger.warning("live status stream: database read failed: %s", exc)
         return None
