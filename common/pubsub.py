@@ -160,6 +160,11 @@ class ChannelHub:
             if not self.live:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._became_live.wait(), ready_timeout)
+            # Ups and downs before entry say nothing the watcher needs: it reads after entry.
+            waiting = [watch.queue.get_nowait() for _ in range(watch.queue.qsize())]
+            for item in waiting:
+                if item not in (HUB_UP, HUB_DOWN):
+                    watch.queue.put_nowait(item)
             yield watch
         finally:
             watchers = self._watchers.get(key)
