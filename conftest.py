@@ -16,8 +16,10 @@ def _no_outage_carried_between_tests() -> None:
     from common.throttling import _cache_backoff
     from kafka_bridge.outbox import relay_waker
     from notifications.services import _enqueue_backoff
+    from orders.status_feed import publisher
 
     relay_waker.backoff.reset()
+    publisher.backoff.reset()
     _enqueue_backoff.reset()
     _cache_backoff.reset()
 

@@ -4,8 +4,8 @@ served at /metrics.
 gunicorn runs several worker processes, each with its own counters: gunicorn.conf.py sets
 `PROMETHEUS_MULTIPROC_DIR`, every worker then writes its values to files there, and
 /metrics, whichever worker answers, adds up those of all workers (prometheus-client's
-multiprocess mode). Without it (`make run`: one runserver process) /metrics serves the
-process's own registry.
+multiprocess mode). Without it (`make run` and the stream process: one uvicorn process)
+/metrics serves the process's own registry.
 
 One histogram, no separate counter: its `_count` series is the request count.
 """

@@ -45,6 +45,12 @@ __all__ = [
 ]
 
 
+def _uvicorn_colour_dropped(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """uvicorn passes a coloured copy of some messages as the extra `color_message`."""
+    event.pop("color_message", None)
+    return event
+
+
 def formatter(log_format: str = "console") -> logging.Formatter:
     """The formatter of every handler (Django's LOGGING and gunicorn's logconfig_dict)."""
     if log_format not in LOG_FORMATS:
@@ -54,6 +60,7 @@ def formatter(log_format: str = "console") -> logging.Formatter:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
+        _uvicorn_colour_dropped,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if log_format == "json":

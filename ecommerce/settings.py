@@ -367,6 +367,18 @@ ORDERS = {
     "RESERVED_TIMEOUT_SECONDS": env.int("ORDERS_RESERVED_TIMEOUT_SECONDS", default=30 * 60),
     "EXPIRY_SWEEP_SECONDS": env.float("ORDERS_EXPIRY_SWEEP_SECONDS", default=60.0),
     "DEFAULT_CARRIER": env.str("ORDERS_DEFAULT_CARRIER", default="DHL"),
+    # The live status stream (GET /api/orders/{id}/events/, orders/status_stream.py): a
+    # comment this often while nothing happens (proxies close idle connections); the
+    # database read this often while Redis pub/sub is down, and, while it is up, in case an
+    # announcement was lost; how long a client waits before reconnecting (SSE `retry`); the
+    # longest a stream stays open (the client then resumes, maybe on another process); the
+    # threads (each with one connection) that read the database for a process's streams.
+    "LIVE_KEEPALIVE_SECONDS": env.float("ORDERS_LIVE_KEEPALIVE_SECONDS", default=15.0),
+    "LIVE_POLL_SECONDS": env.float("ORDERS_LIVE_POLL_SECONDS", default=2.0),
+    "LIVE_RESYNC_SECONDS": env.float("ORDERS_LIVE_RESYNC_SECONDS", default=60.0),
+    "LIVE_RETRY_MS": env.int("ORDERS_LIVE_RETRY_MS", default=3000),
+    "LIVE_MAX_SECONDS": env.float("ORDERS_LIVE_MAX_SECONDS", default=3600.0),
+    "LIVE_DB_THREADS": env.int("ORDERS_LIVE_DB_THREADS", default=4),
 }
 
 # The payment provider: a dotted path and its keyword options. The fake provider declines
@@ -469,5 +481,12 @@ LOGGING = logging_config(
         # One line per request comes from common.structured_logs' middleware, with ids.
         "django.server": {"level": "WARNING"},
         "django.db.backends": {"level": "WARNING"},
+        # The stream process (uvicorn): its lines through our formatter too, once Django is
+        # set up; no access log (the request middleware writes one line per request).
+        **{
+            name: {"handlers": ["console"], "level": "INFO", "propagate": False}
+            for name in ("uvicorn", "uvicorn.error")
+        },
+        "uvicorn.access": {"level": "WARNING"},
     },
 )

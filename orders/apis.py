@@ -1,8 +1,12 @@
 import uuid
 
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.core.validators import MaxLengthValidator, MinLengthValidator, RegexValidator
+from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
+    OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
@@ -11,8 +15,10 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAdminUser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
@@ -25,7 +31,12 @@ from common.structured_logs import bind_contextvars
 from common.throttling import OrderCreateRateThrottle
 from orders.events import ShippingAddress
 from orders.models import Order, SalesChannel
-from orders.selectors import order_get_for_customer, order_list_for_customer, order_timeline
+from orders.selectors import (
+    order_get_for_customer,
+    order_list_for_customer,
+    order_status_now,
+    order_timeline,
+)
 from orders.services import (
     IdempotencyKeyReused,
     OrderItemInput,
@@ -34,7 +45,8 @@ from orders.services import (
     order_deliver,
     order_ship,
 )
-from orders.status import InvalidOrderTransition, OrderStatus
+from orders.status import TERMINAL, InvalidOrderTransition, OrderStatus
+from orders.status_stream import order_status_events
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -304,3 +316,118 @@ class OrderDeliverApi(APIView):
         except InvalidOrderTransition as exc:
             raise _conflict(exc) from None
         return Response(OrderDetailOutputSerializer(order).data)
+
+
+EVENT_STREAM = "text/event-stream"
+LAST_EVENT_ID_HEADER = "Last-Event-ID"
+
+
+class JSONErrorsNegotiation(BaseContentNegotiation):
+    """The stream's refusals are JSON whatever Accept says; the view checks Accept itself,
+    after authentication, so that an anonymous caller gets 401 before 406."""
+
+    def select_renderer(
+        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        return renderers[0], renderers[0].media_type
+
+    def select_parser(self, request: Request, parsers: list) -> None:  # type: ignore[type-arg]
+        return None
+
+
+def _accepts_event_stream(request: Request) -> bool:
+    return any(
+        media.main_type == "text" and media.sub_type == "event-stream"
+        for media in request._request.accepted_types
+    )
+
+
+STREAM_DESCRIPTION = """The order's status as Server-Sent Events (`Accept: text/event-stream`).
+
+Each event is `id: <n>` (the order's n-th status; 1 is `pending`), `event: status` and
+`data:` JSON (`order_id`, `status`, `reason`, `at`). First the status now, then each change as
+it happens, a `: keep-alive` comment every 15 s, and the stream ends after a final status
+(rejected, cancelled, expired, delivered). A reconnect with `Last-Event-ID: <n>` gets every
+change after the n-th, none twice; 204 when the n-th was already final."""
+
+STREAM_EXAMPLE = (
+    'retry: 3000\n\nid: 1\nevent: status\ndata: {"order_id":"6f1c2b4e-8c1f-4a52-9a39-'
+    '2f7d0c9a1b11","status":"pending","reason":"","at":"2026-11-23T23:17:39.120000+00:00"}\n\n'
+)
+
+
+class OrderStatusEventsApi(APIView):
+    """`GET /api/orders/{id}/events/`: the customer's own order's status, live (see
+    orders/status_stream.py). Served by the ASGI stream process, where it runs on the
+    streams' database threads (orders.urls); a sync (WSGI) server answers 503 rather than
+    pin one of its threads for the life of a stream."""
+
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JSONErrorsNegotiation
+
+    @extend_schema(
+        operation_id="orders_events",
+        description=STREAM_DESCRIPTION,
+        parameters=[
+            OpenApiParameter(
+                LAST_EVENT_ID_HEADER,
+                OpenApiTypes.INT,
+                OpenApiParameter.HEADER,
+                description="Resume: the id of the last event received.",
+            )
+        ],
+        responses={
+            (200, EVENT_STREAM): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="The order's status events.",
+                examples=[OpenApiExample("A fresh order", value=STREAM_EXAMPLE)],
+            ),
+            204: OpenApiResponse(
+                None,
+                description="The event of Last-Event-ID was the order's final status: "
+                "nothing more will come (EventSource stops reconnecting).",
+            ),
+            406: OpenApiResponse(
+                ErrorSerializer,
+                description="The Accept header does not name `text/event-stream`.",
+            ),
+            503: OpenApiResponse(
+                ErrorSerializer, description="This server does not serve streams."
+            ),
+        },
+    )
+    def get(self, request: Request, order_id: uuid.UUID) -> HttpResponse:
+        if not _accepts_event_stream(request):
+            raise ApiDomainError(
+                {"detail": f"This is an event stream: send Accept: {EVENT_STREAM}."},
+                status_code=status.HTTP_406_NOT_ACCEPTABLE,
+            )
+        after = self._last_event_id(request)
+        now = order_status_now(order_id=order_id, customer=request.user)
+        if now is None:
+            raise NotFound("No such order.")
+        if after is not None and after > now.seq:
+            after = None  # not an id of this order's: start again from its status now
+        if after is not None and after >= now.seq and now.status in TERMINAL:
+            return HttpResponse(status=status.HTTP_204_NO_CONTENT)
+        if not isinstance(request._request, ASGIRequest):
+            raise ApiDomainError(
+                {"detail": "Live order status is served by the stream service."},
+                status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
+        return StreamingHttpResponse(
+            order_status_events(order_id=order_id, after=after),
+            content_type=EVENT_STREAM,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @staticmethod
+    def _last_event_id(request: Request) -> int | None:
+        raw = request.headers.get(LAST_EVENT_ID_HEADER)
+        if raw is None or raw == "":
+            return None
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+            raise ValidationError(
+                {LAST_EVENT_ID_HEADER: ["The id of an event of this stream: a whole number."]}
+            )
+        return int(raw)

@@ -26,6 +26,10 @@ class Order(models.Model):
     )
     status_reason = models.CharField(max_length=200, blank=True)
     status_changed_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The number of statuses the order has had: 1 when placed, one more with every move, so
+    # always the count of its `orders.created` and `orders.<status>` events. The live status
+    # stream (GET /api/orders/{id}/events/) sends it as each event's id.
+    status_seq = models.PositiveIntegerField(default=1)
     # Wider than a price: up to 100 lines of 1000 units each must always fit.
     total = models.DecimalField(max_digits=18, decimal_places=2)
     currency = models.CharField(max_length=3)

@@ -1,3 +1,4 @@
+import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from kafka_bridge.outbox import aggregate_events
 from orders.events import ORDER_TRANSITION_EVENTS
 from orders.models import Order, Payment
 from orders.status import TRANSITIONS, OrderStatus, status_replay
+from orders.status_feed import OrderStatusMove
 
 
 def order_list_for_customer(*, customer: AbstractBaseUser) -> QuerySet[Order]:
@@ -148,3 +150,68 @@ def order_status_moves() -> dict[str, frozenset[str]]:
     """Every order status → the statuses it may move to (the machine in orders/status.py),
     for apps that follow orders through their events."""
     return TRANSITIONS
+
+
+def order_status_now(
+    *, order_id: uuid.UUID, customer: AbstractBaseUser | None = None
+) -> OrderStatusMove | None:
+    """The order's status as its latest move (None: no such order, or, with `customer`,
+    none of theirs)."""
+    orders = Order.objects.filter(id=order_id)
+    if customer is not None:
+        orders = orders.filter(customer=customer)
+    row = orders.values_list("status", "status_reason", "status_seq", "status_changed_at").first()
+    if row is None:
+        return None
+    status, reason, seq, at = row
+    return OrderStatusMove(order_id=order_id, seq=seq, status=status, reason=reason, at=at)
+
+
+def order_status_moves_after(*, order_id: uuid.UUID, seq: int) -> list[OrderStatusMove]:
+    """The order's moves numbered above `seq`, oldest first, ending with its status now
+    (empty if it has not moved past `seq`, or does not exist).
+
+    The moves before the latest are rebuilt from the order's events (the outbox and its
+    archive): the n-th of its `orders.created` / `orders.<status>` events is its n-th
+    status. Reasons come from the events' payloads; retention keeps no payload, so an
+    archived move has none. If the events do not add up to the order's number of moves,
+    only the latest is returned: a gap, never a move told twice."""
+    now = order_status_now(order_id=order_id)
+    if now is None or now.seq <= seq:
+        return []
+    if now.seq == seq + 1:
+        return [now]
+    history = _order_status_history(order_id)
+    if len(history) != now.seq or history[-1].status != now.status:
+        return [now]
+    return [*history[seq:-1], now]
+
+
+def _order_status_history(order_id: uuid.UUID) -> list[OrderStatusMove]:
+    aggregate_id = str(order_id)
+    recorded = [
+        (outbox_id, event_id, event_type, at, None)
+        for outbox_id, event_id, event_type, at in ArchivedEvent.objects.filter(
+            aggregate_id=aggregate_id, event_type__in=ORDER_EVENT_TYPES
+        ).values_list("outbox_id", "event_id", "event_type", "created_at")
+    ] + list(
+        OutboxEvent.objects.filter(
+            aggregate_id=aggregate_id, event_type__in=ORDER_EVENT_TYPES
+        ).values_list("id", "event_id", "event_type", "created_at", "value")
+    )
+    moves: list[OrderStatusMove] = []
+    seen: set[uuid.UUID] = set()
+    for _, event_id, event_type, at, value in sorted(recorded, key=lambda row: row[0]):
+        if event_id in seen:  # a replayed dead letter is recorded again, same event id
+            continue
+        seen.add(event_id)
+        reason = ""
+        if value is not None:
+            reason = json.loads(bytes(value)).get("data", {}).get("reason", "")
+        status = (
+            OrderStatus.PENDING
+            if event_type == "orders.created"
+            else event_type.removeprefix("orders.")
+        )
+        moves.append(OrderStatusMove(order_id, len(moves) + 1, status, reason, at))
+    return moves

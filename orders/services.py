@@ -5,16 +5,19 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import cast
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from inventory.selectors import products_by_sku
@@ -23,6 +26,7 @@ from orders.events import OrderCreatedV2, OrderItem, OrderStatusChangedV1, Shipp
 from orders.models import Order, OrderLine, SalesChannel, Shipment
 from orders.selectors import order_list_stale
 from orders.status import InvalidOrderTransition, OrderStatus, status_transition_check
+from orders.status_feed import OrderStatusMove, status_moves_publish_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +176,7 @@ def _order_move(
     status_transition_check(current=order.status, target=target)
     previous = order.status
     order.status = target
+    order.status_seq += 1
     order.status_reason = reason[:200]
     order.status_changed_at = order.updated_at = timezone.now()
     return NewEvent(
@@ -192,7 +197,31 @@ def _order_move(
     )
 
 
-_MOVED_FIELDS = ["status", "status_reason", "status_changed_at", "updated_at"]
+_MOVED_FIELDS = ["status", "status_reason", "status_seq", "status_changed_at", "updated_at"]
+
+
+def _status_moves(
+    events: Sequence[NewEvent], orders: Mapping[uuid.UUID, Order]
+) -> list[OrderStatusMove]:
+    """The moves these `orders.<status>` events record, numbered: an order's last one here
+    has the number its row holds now, the ones before it count down from there. All of an
+    order's moves in one transaction share its row's `status_changed_at`."""
+    left = Counter(event.aggregate_id for event in events)
+    moves = []
+    for event in events:
+        data = cast(OrderStatusChangedV1, event.data)
+        order = orders[data.order_id]
+        moves.append(
+            OrderStatusMove(
+                order_id=order.id,
+                seq=order.status_seq - left[event.aggregate_id] + 1,
+                status=data.status,
+                reason=data.reason,
+                at=order.status_changed_at,
+            )
+        )
+        left[event.aggregate_id] -= 1
+    return moves
 
 
 def _order_transition(
@@ -207,6 +236,7 @@ def _order_transition(
     event = _order_move(order, target=target, reason=reason, actor=actor, shipment=shipment)
     order.save(update_fields=_MOVED_FIELDS)
     outbox_events_record([event])
+    status_moves_publish_on_commit(_status_moves([event], {order.id: order}))
     return order
 
 
@@ -265,23 +295,32 @@ def orders_apply_changes(*, changes: Sequence[OrderChange]) -> dict[uuid.UUID, O
                 )
             )
         moved[order.id] = order
-    _orders_save_moved(moved.values())
+    _orders_save_moved(moved.values(), moves_of=Counter(event.aggregate_id for event in events))
     outbox_events_record(events)
+    # Watchers of the live status stream hear of each move once the batch has committed.
+    status_moves_publish_on_commit(_status_moves(events, orders))
     return orders
 
 
-def _orders_save_moved(orders: Iterable[Order]) -> None:
-    """One UPDATE per (status, reason): a batch's orders mostly move alike. (bulk_update
-    would build a CASE per field and row, which costs more Python than the queries.)"""
-    groups: dict[tuple[str, str], list[Order]] = {}
+def _orders_save_moved(orders: Iterable[Order], *, moves_of: Mapping[str, int]) -> None:
+    """One UPDATE per (status, reason, number of moves): a batch's orders mostly move alike.
+    (bulk_update would build a CASE per field and row, which costs more Python than the
+    queries.) `moves_of` counts each order's moves by its id as a string."""
+    groups: dict[tuple[str, str, int], list[Order]] = {}
     for order in orders:
-        groups.setdefault((order.status, order.status_reason), []).append(order)
+        key = (order.status, order.status_reason, moves_of[str(order.id)])
+        groups.setdefault(key, []).append(order)
     now = timezone.now()
-    for (status, reason), group in groups.items():
+    for (status, reason, moves), group in groups.items():
         for order in group:
             order.status_changed_at = order.updated_at = now
         Order.objects.filter(pk__in=[order.pk for order in group]).update(
-            status=status, status_reason=reason, status_changed_at=now, updated_at=now
+            status=status,
+            status_reason=reason,
+            # The rows are locked: the database holds what the orders had when read.
+            status_seq=F("status_seq") + moves,
+            status_changed_at=now,
+            updated_at=now,
         )
 
 

@@ -408,6 +408,47 @@ def test_web_is_probed_on_healthz_and_readyz(manifests: Manifests) -> None:
     assert "$(POD_IP)" in env["DJANGO_ALLOWED_HOSTS"]["value"]
 
 
+def test_the_stream_process_serves_the_asgi_application(manifests: Manifests) -> None:
+    # One uvicorn process per pod, on the project's ASGI application
+    stream = manifests.workload("web-stream")
+    container = main_container(stream)
+    command = container["command"]
+    assert command[:2] == ["uvicorn", "ecommerce.asgi:application"]
+    option: dict[str, str] = {}
+    for word in command[2:]:
+        if word.startswith("--"):
+            option[word] = ""
+            flag = word
+        else:
+            option[flag] = word
+    assert option["--workers"] == "1"
+    assert option["--port"] == "8000"
+    # probed as web is, with the pod's address allowed as Host
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    for probe, path in (("livenessProbe", "/healthz/"), ("readinessProbe", "/readyz/")):
+        assert container[probe]["httpGet"]["path"] == path
+        assert ports[container[probe]["httpGet"]["port"]] == 8000
+    assert "$(POD_IP)" in env_of(container)["DJANGO_ALLOWED_HOSTS"]["value"]
+    # open streams are closed, and clients resume elsewhere, within the grace period
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    graceful = int(option["--timeout-graceful-shutdown"])
+    assert int(pre_stop[1]) + graceful <= pod_spec(stream)["terminationGracePeriodSeconds"]
+    # and its Service is there for the ingress's route of the stream's path
+    service = manifests.get("Service", "web-stream")
+    assert selects(service["spec"]["selector"], stream["spec"]["template"]["metadata"]["labels"])
+
+
+def test_the_streams_path_is_the_one_the_ingress_is_told_to_route() -> None:
+    from django.urls import resolve
+
+    from orders.apis import OrderStatusEventsApi
+
+    match = resolve("/api/orders/6f1c2b4e-8c1f-4a52-9a39-2f7d0c9a1b11/events/")
+    assert match.func.cls is OrderStatusEventsApi  # type: ignore[attr-defined]
+    stream = (K8S / "base" / "web-stream.yaml").read_text()
+    assert "/api/orders/{id}/events/" in stream
+
+
 def test_every_workload_has_a_liveness_probe(manifests: Manifests) -> None:
     for workload in manifests.workloads:
         name = workload["metadata"]["name"]
@@ -574,6 +615,10 @@ def test_production_runs_three_web_pods_on_three_nodes(production: Manifests) ->
             "kubernetes.io/hostname",
             "topology.kubernetes.io/zone",
         }, workload["metadata"]["name"]
+
+
+def test_production_runs_two_stream_pods(production: Manifests) -> None:
+    assert production.workload("web-stream")["spec"]["replicas"] == 2
 
 
 def test_production_namespace_image_and_brokers(production: Manifests) -> None:

@@ -114,7 +114,9 @@ class DevStack:
 
     def start_children(self, *, without: Sequence[str] = ()) -> None:
         children = self.children
-        children.start("runserver", f"127.0.0.1:{self.port}", "--noreload", label="web")
+        # One server for the whole project, the ASGI one: the live order status stream then
+        # works on the same port as the rest of the API, as behind production's proxy.
+        children.asgi_server(port=self.port, label="web")
         children.relay()
         for name in list_consumers():
             if name in without:

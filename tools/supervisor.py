@@ -33,6 +33,29 @@ def manage(*args: str) -> list[str]:
     return [sys.executable, str(REPO_ROOT / "manage.py"), *args]
 
 
+def asgi_server(*, port: int, host: str = "127.0.0.1", workers: int = 1) -> list[str]:
+    """argv for uvicorn serving the project's ASGI application (ecommerce.asgi): the stream
+    process, and `make run`'s web server. No access log (the application writes one line per
+    request); on SIGTERM, open streams get 3 s before they are closed (clients resume)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "ecommerce.asgi:application",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--lifespan",
+        "off",
+        "--timeout-graceful-shutdown",
+        "3",
+    ]
+
+
 def celery(*args: str) -> list[str]:
     """argv for `celery -A ecommerce <args>` with this interpreter."""
     return [sys.executable, "-m", "celery", "-A", "ecommerce", *args, "-l", "INFO"]
@@ -172,6 +195,10 @@ class Supervisor:
 
             names = list(CONSUMERS)
         return [self.consumer(name, **env) for name in names]
+
+    def asgi_server(self, *, port: int, label: str = "web-stream", **env: str) -> Child:
+        """uvicorn on 127.0.0.1:`port` with the whole project (ecommerce.asgi)."""
+        return self.spawn(asgi_server(port=port), label=label, **env)
 
     def celery_worker(self, **env: str) -> Child:
         """A Celery worker (solo pool: one task at a time, no forking)."""

@@ -53,6 +53,13 @@ EXPECTED_ERRORS = {
     ("get", "/api/orders/"): {**EVERY_OPERATION, "404": ERROR},  # no such page
     ("post", "/api/orders/"): {**EVERY_OPERATION, **WITH_BODY, "403": ERROR, "422": FIELD_ERRORS},
     ("get", "/api/orders/{order_id}/"): {**EVERY_OPERATION, "404": ERROR},
+    # the live status: Last-Event-ID validated (400); a server that holds no streams (503)
+    ("get", "/api/orders/{order_id}/events/"): {
+        **EVERY_OPERATION,
+        "400": INVALID_INPUT,
+        "404": ERROR,
+        "503": ERROR,
+    },
     ("post", "/api/orders/{order_id}/cancel/"): {
         **EVERY_OPERATION,
         "403": ERROR,  # CSRF, for session authentication
