@@ -10,8 +10,8 @@ and 5xx, timeouts and refused connections are transient (retried). Any other ans
 403 for a VAPID key the subscription was not made with, 413) fails for good.
 """
 
+import functools
 import json
-from functools import cached_property
 
 import requests
 from cryptography.hazmat.primitives import serialization
@@ -42,7 +42,11 @@ def vapid_application_server_key() -> str:
     """Our VAPID public key as browsers take it (`applicationServerKey` of
     `pushManager.subscribe`): the uncompressed P-256 point, base64url. Empty when no key is
     configured."""
-    private_key = settings.NOTIFICATIONS["WEBPUSH"]["VAPID_PRIVATE_KEY"]
+    return _public_key_of(settings.NOTIFICATIONS["WEBPUSH"]["VAPID_PRIVATE_KEY"])
+
+
+@functools.lru_cache(maxsize=4)
+def _public_key_of(private_key: str) -> str:
     if not private_key:
         return ""
     point = vapid_key_load(private_key).public_key.public_bytes(
@@ -61,13 +65,15 @@ class WebPushChannel:
         self.subject: str = config["VAPID_SUBJECT"]
         self.ttl: int = config["TTL_SECONDS"]
         self.timeout: float = config["TIMEOUT_SECONDS"]
-        self.private_key: str = config["VAPID_PRIVATE_KEY"]
+        try:
+            self.vapid = vapid_key_load(config["VAPID_PRIVATE_KEY"])
+        except Exception as exc:  # whatever the key parsers raise for a bad key
+            raise ImproperlyConfigured(
+                f"WEBPUSH_VAPID_PRIVATE_KEY is no P-256 private key ({type(exc).__name__}): "
+                "raw or DER, base64url, or PEM"
+            ) from None
         # One session per process: connections to each push service are kept alive.
         self.session = requests.Session()
-
-    @cached_property
-    def vapid(self) -> Vapid:
-        return vapid_key_load(self.private_key)
 
     def send(self, message: OutboundMessage) -> DeliveryResult:
         subscription = {
