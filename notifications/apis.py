@@ -6,7 +6,7 @@ endpoints are accepted) live in the services; their ValidationErrors are 400s by
 
 import uuid
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -23,6 +23,8 @@ from notifications.selectors import (
 )
 from notifications.services import (
     notification_preferences_update,
+    push_auth_validate,
+    push_p256dh_validate,
     push_subscription_delete,
     push_subscription_register,
 )
@@ -31,6 +33,7 @@ from notifications.services import (
 class NotificationPreferencesApi(APIView):
     """`/api/notification-preferences/`: GET the caller's channels, PUT all of them."""
 
+    @extend_schema_serializer(component_name="NotificationPreferencesInput")
     class InputSerializer(serializers.Serializer):
         email_enabled = StrictBooleanField()
         sms_enabled = StrictBooleanField()
@@ -45,6 +48,7 @@ class NotificationPreferencesApi(APIView):
             help_text="E.164, e.g. +4915112345678; needed for SMS. Empty: none.",
         )
 
+    @extend_schema_serializer(component_name="NotificationPreferences")
     class OutputSerializer(serializers.Serializer):
         email_enabled = serializers.BooleanField()
         sms_enabled = serializers.BooleanField()
@@ -91,6 +95,7 @@ class NotificationPreferencesApi(APIView):
         return self._answer(preferences)
 
 
+@extend_schema_serializer(component_name="PushSubscription")
 class PushSubscriptionOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     endpoint = serializers.CharField()
@@ -101,10 +106,20 @@ class PushSubscriptionCollectionApi(APIView):
     """`/api/push-subscriptions/`: GET the caller's subscriptions, POST one (what the
     browser's `PushSubscription.toJSON()` gives)."""
 
+    @extend_schema_serializer(component_name="PushSubscriptionInput")
     class InputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="PushSubscriptionKeys")
         class KeysSerializer(serializers.Serializer):
-            p256dh = StrictCharField(max_length=100, help_text="The browser's P-256 key.")
-            auth = StrictCharField(max_length=50, help_text="The browser's auth secret.")
+            p256dh = StrictCharField(
+                max_length=100,
+                validators=[push_p256dh_validate],
+                help_text="The browser's P-256 public key, base64url.",
+            )
+            auth = StrictCharField(
+                max_length=50,
+                validators=[push_auth_validate],
+                help_text="The browser's auth secret, base64url.",
+            )
 
         endpoint = StrictCharField(
             max_length=1000, help_text="The push service URL the browser was given."

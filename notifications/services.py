@@ -317,11 +317,25 @@ def _b64url_decode(value: str) -> bytes | None:
         return None
 
 
+def push_p256dh_validate(value: str) -> None:
+    """A browser's subscription key, as the Push API gives it: a P-256 public key,
+    uncompressed (65 bytes), base64url."""
+    key = _b64url_decode(value)
+    if key is None or len(key) != 65 or key[0] != 4:
+        raise ValidationError("Not a P-256 public key (65 bytes, uncompressed, base64url).")
+
+
+def push_auth_validate(value: str) -> None:
+    """A browser's subscription auth secret: 16 bytes, base64url."""
+    secret = _b64url_decode(value)
+    if secret is None or len(secret) != 16:
+        raise ValidationError("Not an auth secret (16 bytes, base64url).")
+
+
 def push_subscription_validate(*, endpoint: str, p256dh: str, auth: str) -> None:
     """Raise ValidationError, by field, for a subscription we will not send to: an endpoint
     that is not HTTPS on a known push service's host (WEBPUSH_ENDPOINT_HOSTS: the workers
-    POST to it), or keys that are not what the Push API gives (a P-256 public key, 65
-    bytes, and a 16-byte secret, base64url)."""
+    POST to it), or keys that are not what the Push API gives."""
     errors: dict[str, list[str]] = {}
     parts = urlsplit(endpoint)
     host = (parts.hostname or "").lower()
@@ -330,12 +344,14 @@ def push_subscription_validate(*, endpoint: str, p256dh: str, auth: str) -> None
         errors["endpoint"] = [
             f"Not a push service endpoint: an https:// URL on {', '.join(hosts)} is expected."
         ]
-    key = _b64url_decode(p256dh)
-    if key is None or len(key) != 65 or key[0] != 4:
-        errors["p256dh"] = ["Not a P-256 public key (65 bytes, uncompressed, base64url)."]
-    secret = _b64url_decode(auth)
-    if secret is None or len(secret) != 16:
-        errors["auth"] = ["Not an auth secret (16 bytes, base64url)."]
+    for field, validate, value in (
+        ("p256dh", push_p256dh_validate, p256dh),
+        ("auth", push_auth_validate, auth),
+    ):
+        try:
+            validate(value)
+        except ValidationError as exc:
+            errors[field] = exc.messages
     if errors:
         raise ValidationError(errors)
 
