@@ -69,19 +69,27 @@ def notification_deliver(self, notification_id: int) -> str:  # type: ignore[no-
 def notifications_deliver(notification_ids: list[int]) -> int:
     """Deliver a batch of one channel's notifications (queued as one message per channel by
     a consumer batch). After the first failure that may pass, the rest of the batch is not
-    tried now: each failed or untried notification gets a task of its own, with
-    `notification_deliver`'s retries, so a provider that is down costs one timeout here,
-    not one per notification."""
+    tried now: the failed notification continues as `notification_deliver`'s first retry,
+    and each untried one gets a task of its own, so a provider that is down costs one
+    timeout here, not one per notification."""
     sent = 0
     for position, notification_id in enumerate(notification_ids):
         try:
             notification = notification_send(notification_id=notification_id)
         except NotificationNotDeliverable as exc:
             notification_mark_failed(notification_id=notification_id, error=str(exc))
-        except Exception:
+        except Exception as exc:
             channel = _channel_of(notification_id)
-            for later in notification_ids[position:]:
-                notification_deliver.apply_async(args=[later], countdown=_backoff(channel, 0))
+            if int(_policy(channel)["MAX_RETRIES"]) < 1:
+                notification_mark_failed(
+                    notification_id=notification_id, error=f"{type(exc).__name__}: {exc}"
+                )
+            else:
+                notification_deliver.apply_async(
+                    args=[notification_id], countdown=_backoff(channel, 0), retries=1
+                )
+            for untried in notification_ids[position + 1 :]:
+                notification_deliver.apply_async(args=[untried], countdown=_backoff(channel, 0))
             break
         else:
             sent += notification is not None and notification.status == Notification.Status.SENT

@@ -169,3 +169,28 @@ def test_an_unreachable_provider_is_retried(channels):
     notification.refresh_from_db()
     assert notification.attempts == 2
     assert "SMS provider unreachable" in notification.error
+
+
+def test_a_provider_down_costs_a_batch_one_attempt_and_hands_the_rest_to_retries(
+    provider, monkeypatch
+):
+    # Given a provider that is down, three pending SMS in one batch, and the retry tasks
+    # they are handed to recorded instead of queued
+    from notifications.tasks import notifications_deliver
+
+    server = provider(default=503)
+    ids = [_sms_notification().id for _ in range(3)]
+    handed: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        notification_deliver,
+        "apply_async",
+        lambda args, countdown, retries=0: handed.append((args[0], retries)),
+    )
+
+    # When the batch task runs
+    notifications_deliver.apply(args=[ids])
+
+    # Then only the first was tried; it goes on as a first retry, the others untried
+    assert len(server.received()) == 1
+    assert handed == [(ids[0], 1), (ids[1], 0), (ids[2], 0)]
+    assert set(Notification.objects.values_list("status", flat=True)) == {"pending"}
