@@ -239,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         f"-H 'Content-Type: application/json' -d '{{\"carrier\":\"DHL\"}}' "
         f"{api}/orders/<id>/ship/"
     )
+    say(
+        f"Sent:    e-mails in the celery-worker log; SMS and push are recorded, not sent: "
+        f"http://127.0.0.1:{args.port}/admin/notifications/recordedmessage/"
+    )
     say("Ctrl-C stops everything")
     result = 0
     try:
