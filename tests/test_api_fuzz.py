@@ -421,7 +421,8 @@ def test_anonymous_requests_with_any_session_cookie_are_refused_with_401(  # typ
 
     with _rolled_back():
         # When it reaches any operation
-        response = client.generic(method, path.format(order_id=world.owner_order_ids[0]))
+        some_id = world.owner_order_ids[0]  # any id: the request is refused before lookup
+        response = client.generic(method, path.format(order_id=some_id, subscription_id=some_id))
 
         # Then it is refused with 401, like any other anonymous request
         assert response.status_code == 401, response.content
