@@ -31,6 +31,10 @@ from notifications.models import Notification, NotificationPreferences, PushSubs
 logger = logging.getLogger(__name__)
 
 
+# How log lines name each channel: "e-mail sent", "SMS sent", "push sent".
+_NAMES = {"email": "e-mail", "sms": "SMS", "push": "push"}
+
+
 class NotificationNotDeliverable(Exception):
     """Delivery can never succeed (e.g. no address): no retry."""
 
@@ -161,13 +165,15 @@ def notification_send(*, notification_id: int) -> Notification | None:
                 notification.error = ""
                 notification.recipient = _recipient(notification, sent)
                 notification.save(update_fields=["status", "sent_at", "error", "recipient"])
-                logger.info("%s sent: %s", notification.get_channel_display(), notification.kind)
+                logger.info("%s sent: %s", _NAMES[notification.channel], notification.kind)
             else:
                 notification.status = Notification.Status.FAILED
                 notification.error = "; ".join(refused)[:2000]
                 notification.save(update_fields=["status", "error"])
                 notification_failed_count(channel=notification.channel)
-                logger.warning("%s not delivered: %s", notification.channel, notification.error)
+                logger.warning(
+                    "%s not delivered: %s", _NAMES[notification.channel], notification.error
+                )
         return notification
 
 
