@@ -3,6 +3,8 @@
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Exists, OuterRef, QuerySet
 
 from notifications.channels import CHANNELS
@@ -32,21 +34,32 @@ def _channels(preferences: NotificationPreferences, *, has_push: bool) -> tuple[
     return tuple(channel for channel in CHANNELS if wanted[channel])
 
 
-def notification_channels_for_customers(
+def notification_customers_with_channels(
     *, customer_ids: Collection[int]
-) -> dict[int, ChannelChoice]:
-    """Each customer's channels, in one query for any number of customers: e-mail if on;
-    SMS if on and a phone number is known; push if on and a subscription exists. Customers
-    who never set preferences are missing from the answer: they get `DEFAULT_CHOICE`."""
-    rows = NotificationPreferences.objects.filter(customer_id__in=customer_ids).annotate(
-        has_push=Exists(PushSubscription.objects.filter(customer_id=OuterRef("customer_id")))
+) -> dict[int, tuple[AbstractBaseUser, ChannelChoice]]:
+    """Each customer with their channels, in one query for any number of customers (the
+    customers, their preferences joined, and whether each has a push subscription): e-mail
+    if on; SMS if on and a phone number is known; push if on and a subscription exists. A
+    customer who never set preferences gets `DEFAULT_CHOICE`; unknown ids are left out."""
+    customers = (
+        get_user_model()
+        .objects.filter(pk__in=customer_ids)
+        .select_related("notification_preferences")
+        .annotate(has_push=Exists(PushSubscription.objects.filter(customer_id=OuterRef("pk"))))
     )
-    return {
-        row.customer_id: ChannelChoice(
-            channels=_channels(row, has_push=row.has_push), phone_number=row.phone_number
+    found: dict[int, tuple[AbstractBaseUser, ChannelChoice]] = {}
+    for customer in customers:
+        preferences = getattr(customer, "notification_preferences", None)
+        choice = (
+            ChannelChoice(
+                channels=_channels(preferences, has_push=customer.has_push),
+                phone_number=preferences.phone_number,
+            )
+            if preferences is not None
+            else DEFAULT_CHOICE
         )
-        for row in rows
-    }
+        found[customer.pk] = (customer, choice)
+    return found
 
 
 def notification_preferences_get(*, customer_id: int) -> NotificationPreferences:

@@ -36,7 +36,7 @@ from notifications.models import (
     OrderShippingAddress,
     PushSubscription,
 )
-from notifications.selectors import DEFAULT_CHOICE, notification_channels_for_customers
+from notifications.selectors import notification_customers_with_channels
 from notifications.tasks import notifications_deliver
 from orders.events import OrderCreatedV2, OrderStatusChangedV1, ShippingAddress
 
@@ -121,7 +121,8 @@ def notifications_create_for_order_changes(
     *, notices: Sequence[OrderChangeNotice]
 ) -> list[list[Notification]]:
     """The notifications of each transition, one per channel the customer gets, created
-    once per event in a constant number of queries (the customers' preferences in one);
+    once per event in a constant number of queries (the customers with their preferences
+    in one);
     their delivery is queued after commit, one task per channel. A transition customers do
     not see gives none, and so does an event already notified (a redelivery), whatever
     the customer's channels are now. Raises the customer model's DoesNotExist for an
@@ -134,9 +135,9 @@ def notifications_create_for_order_changes(
     }
     notified = {event_id for event_id, _ in found}
     user_model = get_user_model()
-    customer_ids = {notice.change.customer_id for notice, _ in wanted}
-    customers = user_model.objects.in_bulk(customer_ids)
-    choices = notification_channels_for_customers(customer_ids=customer_ids)
+    customers = notification_customers_with_channels(
+        customer_ids={notice.change.customer_id for notice, _ in wanted}
+    )
     addresses = OrderShippingAddress.objects.in_bulk(
         {notice.change.order_id for notice, _ in wanted}
     )
@@ -146,9 +147,9 @@ def notifications_create_for_order_changes(
             continue
         notified.add(notice.event_id)
         change = notice.change
-        customer = customers.get(change.customer_id)
-        if customer is None:
+        if change.customer_id not in customers:
             raise user_model.DoesNotExist(f"customer {change.customer_id} does not exist")
+        customer, choice = customers[change.customer_id]
         context = {
             "customer": customer,
             "order_id": change.order_id,
@@ -158,7 +159,7 @@ def notifications_create_for_order_changes(
             "carrier": change.carrier,
             "shipping_lines": _shipping_lines(addresses, change.order_id),
         }
-        for channel in choices.get(change.customer_id, DEFAULT_CHOICE).channels:
+        for channel in choice.channels:
             subject, body = notification_render(channel=channel, kind=kind, context=context)
             notification = Notification(
                 customer=customer,
