@@ -42,6 +42,39 @@ def _close_old_connections(sender: Task | None = None, **kwargs: Any) -> None:
 
 
 @worker_ready.connect
+def _metrics_serve(sender: Any = None, **kwargs: Any) -> None:
+    """The worker's metrics (notification sends by channel and outcome) on METRICS_PORT,
+    when it is set. The counters live where the tasks run: in this process with the solo
+    and threads pools. Prefork children each count their own, so with that pool the
+    worker serves them only in prometheus-client's multiprocess mode: PROMETHEUS_MULTIPROC_DIR
+    set, to an existing empty directory, in the worker's environment."""
+    import logging
+
+    from django.conf import settings
+
+    if settings.METRICS_PORT is None:
+        return
+    from celery.concurrency.prefork import TaskPool
+    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    logger = logging.getLogger(__name__)
+    pool_cls = getattr(getattr(sender, "controller", None), "pool_cls", None)
+    registry = REGISTRY
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    elif isinstance(pool_cls, type) and issubclass(pool_cls, TaskPool):
+        logger.warning(
+            "no metrics served: the prefork pool needs PROMETHEUS_MULTIPROC_DIR "
+            "(or run the worker with --pool=threads or --pool=solo)"
+        )
+        return
+    start_http_server(settings.METRICS_PORT, addr=settings.METRICS_ADDR, registry=registry)
+    logger.info("metrics at http://%s:%d/metrics", settings.METRICS_ADDR, settings.METRICS_PORT)
+
+
+@worker_ready.connect
 def _started_objects_freeze(**kwargs: Any) -> None:
     # As the relay and the consumers do: start-up's objects out of the collector's sight.
     from kafka_bridge.lifecycle import started_objects_freeze

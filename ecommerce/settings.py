@@ -430,6 +430,65 @@ WEBHOOKS = {
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="shop@example.com")
 
+# --- Notifications: channels ----------------------------------------------------------
+# Each channel's backend is a dotted path, as EMAIL_BACKEND is (notifications/channels/).
+# SMS and push default to the recording backend, which stores what it would have sent for
+# the admin (Notifications → Recorded messages): local runs and tests send nothing out.
+# Production names the real ones: notifications.channels.sms.HttpSmsChannel and
+# notifications.channels.webpush.WebPushChannel. Each channel's failed sends are retried
+# MAX_RETRIES times, after BACKOFF_SECONDS x 2^attempt (±50%, at most BACKOFF_MAX_SECONDS).
+_recording_channel = "notifications.channels.recording.RecordingChannel"
+NOTIFICATIONS = {
+    "CHANNELS": {
+        channel: {
+            "BACKEND": env.str(f"NOTIFICATIONS_{channel.upper()}_BACKEND", default=backend),
+            "MAX_RETRIES": env.int(f"NOTIFICATIONS_{channel.upper()}_MAX_RETRIES", default=5),
+            "BACKOFF_SECONDS": env.float(
+                f"NOTIFICATIONS_{channel.upper()}_BACKOFF_SECONDS", default=backoff
+            ),
+            "BACKOFF_MAX_SECONDS": env.float(
+                f"NOTIFICATIONS_{channel.upper()}_BACKOFF_MAX_SECONDS", default=300.0
+            ),
+        }
+        for channel, backend, backoff in (
+            ("email", "notifications.channels.email.EmailChannel", 2.0),
+            ("sms", _recording_channel, 5.0),
+            ("push", _recording_channel, 5.0),
+        )
+    },
+    # The HTTP SMS provider (notifications/channels/sms.py says what it sends): a bearer
+    # token, or else basic auth with a username and password.
+    "SMS": {
+        "PROVIDER_URL": env.str("SMS_PROVIDER_URL", default=""),
+        "PROVIDER_TOKEN": env.str("SMS_PROVIDER_TOKEN", default=""),
+        "PROVIDER_USERNAME": env.str("SMS_PROVIDER_USERNAME", default=""),
+        "PROVIDER_PASSWORD": env.str("SMS_PROVIDER_PASSWORD", default=""),
+        "FROM": env.str("SMS_FROM", default="Shop"),
+        "TIMEOUT_SECONDS": env.float("SMS_PROVIDER_TIMEOUT_SECONDS", default=5.0),
+    },
+    # Web Push with VAPID. The private key: raw or DER, base64url, or PEM; the subject: a
+    # mailto: or https: URL the push services can reach us at.
+    "WEBPUSH": {
+        "VAPID_PRIVATE_KEY": env.str("WEBPUSH_VAPID_PRIVATE_KEY", default=""),
+        "VAPID_SUBJECT": env.str("WEBPUSH_VAPID_SUBJECT", default=""),
+        "TTL_SECONDS": env.int("WEBPUSH_TTL_SECONDS", default=24 * 3600),
+        "TIMEOUT_SECONDS": env.float("WEBPUSH_TIMEOUT_SECONDS", default=5.0),
+        # Customers may register endpoints on these hosts (and their subdomains) only, over
+        # HTTPS: the workers POST to whatever is registered.
+        "ENDPOINT_HOSTS": env.list(
+            "WEBPUSH_ENDPOINT_HOSTS",
+            default=[
+                "fcm.googleapis.com",
+                "updates.push.services.mozilla.com",
+                "push.apple.com",
+                "notify.windows.com",
+            ],
+        ),
+        # At most this many subscriptions (browsers) per customer.
+        "MAX_SUBSCRIPTIONS": env.int("WEBPUSH_MAX_SUBSCRIPTIONS", default=10),
+    },
+}
+
 # --- Celery -----------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None

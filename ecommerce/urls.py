@@ -29,6 +29,7 @@ urlpatterns = [
     path("api/", include("inventory.urls")),
     path("api/", include("reporting.urls")),
     path("api/", include("webhooks.urls")),
+    path("api/", include("notifications.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path(

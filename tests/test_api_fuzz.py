@@ -421,7 +421,8 @@ def test_anonymous_requests_with_any_session_cookie_are_refused_with_401(  # typ
 
     with _rolled_back():
         # When it reaches any operation
-        target = path.format(order_id=world.owner_order_ids[0], endpoint_id=uuid.uuid4())
+        some_id = world.owner_order_ids[0]  # any id: the request is refused before lookup
+        target = path.format(order_id=some_id, endpoint_id=some_id, subscription_id=some_id)
         response = client.generic(method, target)
 
         # Then it is refused with 401, like any other anonymous request

@@ -251,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         f'-d \'{{"url":"http://127.0.0.1:9000/hooks","event_types":["*"]}}\' {api}/webhooks/'
         "  then: python -m tools.webhook_receiver --secret <its secret>"
     )
+    say(
+        f"Sent:    e-mails in the celery-worker log; SMS and push are recorded, not sent: "
+        f"http://127.0.0.1:{args.port}/admin/notifications/recordedmessage/"
+    )
     say("Ctrl-C stops everything")
     result = 0
     try:

@@ -80,6 +80,16 @@ EXPECTED_ERRORS = {
         "409": CONFLICT,
     },
     ("get", "/api/products/"): {**EVERY_OPERATION, "404": ERROR},
+    # the customer's notification channels
+    ("get", "/api/notification-preferences/"): EVERY_OPERATION,
+    ("put", "/api/notification-preferences/"): {**EVERY_OPERATION, **WITH_BODY, "403": ERROR},
+    ("get", "/api/push-subscriptions/"): EVERY_OPERATION,
+    ("post", "/api/push-subscriptions/"): {**EVERY_OPERATION, **WITH_BODY, "403": ERROR},
+    ("delete", "/api/push-subscriptions/{subscription_id}/"): {
+        **EVERY_OPERATION,
+        "403": ERROR,  # CSRF, for session authentication
+        "404": ERROR,
+    },
     # staff reports: query fields validated (400), staff only (403)
     ("get", "/api/metrics/order-rate/"): {**EVERY_OPERATION, "400": INVALID_INPUT, "403": ERROR},
     ("get", "/api/reports/product-sales/"): {

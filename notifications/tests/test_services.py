@@ -226,7 +226,7 @@ def test_a_failed_send_is_still_counted_as_an_attempt(monkeypatch):
     def refuse(*args: object, **kwargs: object) -> None:
         raise smtplib.SMTPException("mail server down")
 
-    monkeypatch.setattr("notifications.delivery.send_mail", refuse)
+    monkeypatch.setattr("notifications.channels.email.send_mail", refuse)
     notification = _notification("paid")
 
     # When sending is attempted

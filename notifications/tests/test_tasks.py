@@ -42,9 +42,9 @@ def _notification(customer=None, status: str = "paid") -> Notification:  # type:
 def smtp_failures(monkeypatch):  # type: ignore[no-untyped-def]
     """A mail server that refuses the first `failures["left"]` messages, then sends.
     `failures["calls"]` counts every attempt."""
-    from notifications import delivery
+    from notifications.channels import email
 
-    real_send_mail = delivery.send_mail
+    real_send_mail = email.send_mail
     failures = {"left": 10**6, "calls": 0}
 
     def send_mail(*args: object, **kwargs: object) -> int:
@@ -54,7 +54,7 @@ def smtp_failures(monkeypatch):  # type: ignore[no-untyped-def]
             raise smtplib.SMTPException("mail server down")
         return real_send_mail(*args, **kwargs)
 
-    monkeypatch.setattr("notifications.delivery.send_mail", send_mail)
+    monkeypatch.setattr("notifications.channels.email.send_mail", send_mail)
     return failures
 
 
