@@ -32,6 +32,15 @@ KIND_BY_ORDER_STATUS: dict[str, str] = {
     "cancelled": Notification.Kind.CANCELLED,
     "expired": Notification.Kind.EXPIRED,
 }
+# A held order back in `reserved` (staff approved it after a risk review): the customer
+# heard "order confirmed" when it was first reserved, and hears nothing about the review.
+_NOT_NOTIFIED_MOVES = frozenset({("held", "reserved")})
+
+
+def _notification_kind(change: OrderStatusChangedV1) -> str | None:
+    if (change.previous_status, change.status) in _NOT_NOTIFIED_MOVES:
+        return None
+    return KIND_BY_ORDER_STATUS.get(change.status)
 
 
 def _render(kind: str, context: dict[str, object]) -> tuple[str, str]:
@@ -78,7 +87,7 @@ def notifications_create_for_order_changes(
     """The notification of each transition, created once per event, in a constant number
     of queries; their delivery is queued in one task after commit. A transition customers
     do not see gives None. Raises the customer model's DoesNotExist for an unknown one."""
-    kinds = [KIND_BY_ORDER_STATUS.get(notice.change.status) for notice in notices]
+    kinds = [_notification_kind(notice.change) for notice in notices]
     wanted = [(notice, kind) for notice, kind in zip(notices, kinds, strict=True) if kind]
     found: dict[tuple[uuid.UUID, str], Notification] = {
         (n.event_id, n.kind): n

@@ -72,6 +72,15 @@ TEST_ENVIRONMENT = {
     # Tests send requests far faster than any client may; the rate-limit tests turn the
     # limits on with short windows of their own (settings.API_THROTTLING).
     "API_THROTTLING": "false",
+    # Likewise the risk check: tests place dozens of orders per customer within seconds,
+    # many on one shared token (tok_decline), which is what its velocity rules hold. The
+    # risk tests turn it on (risk/tests/, tests/test_risk_pipeline.py).
+    "RISK_ENABLED": "false",
+    # The tests of retries and dead letters fail one order's charge again and again
+    # (tok_unavailable), which the payment circuit breaker would take for an outage, holding
+    # the order back instead of dead-lettering it. The breaker's tests set their own limit
+    # (tests/test_payment_breaker.py).
+    "PAYMENTS_BREAKER_FAIL_MAX": "1000",
 }
 
 
