@@ -35,6 +35,8 @@ from orders.services import (
     order_ship,
 )
 from orders.status import InvalidOrderTransition, OrderStatus
+from risk.selectors import risk_assessment_for_order
+from risk.services import ReviewRefused, risk_review_approve, risk_review_reject
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -304,3 +306,86 @@ class OrderDeliverApi(APIView):
         except InvalidOrderTransition as exc:
             raise _conflict(exc) from None
         return Response(OrderDetailOutputSerializer(order).data)
+
+
+class OrderRiskOutputSerializer(OrderDetailOutputSerializer):
+    """An order with its risk assessment: for staff only (customers never see the rules)."""
+
+    class RiskSerializer(serializers.Serializer):
+        class RuleSerializer(serializers.Serializer):
+            rule = serializers.CharField()
+            points = serializers.IntegerField()
+            reason = serializers.CharField()
+
+        score = serializers.IntegerField()
+        decision = serializers.CharField(help_text="approve, hold or block")
+        reasons = serializers.ListField(child=serializers.CharField())
+        rules = RuleSerializer(many=True)
+        review_score = serializers.IntegerField()
+        block_score = serializers.IntegerField()
+        assessed_at = serializers.DateTimeField()
+        review = serializers.CharField(help_text='"approved", "rejected", or "" (not reviewed)')
+        reviewed_by = serializers.CharField()
+        reviewed_at = serializers.DateTimeField(allow_null=True)
+
+    risk = serializers.SerializerMethodField()
+
+    @extend_schema_field(RiskSerializer(allow_null=True))
+    def get_risk(self, order) -> dict | None:  # type: ignore[no-untyped-def]
+        assessment = risk_assessment_for_order(order_id=order.id)
+        return None if assessment is None else self.RiskSerializer(assessment).data
+
+
+class _OrderRiskReviewApi(APIView):
+    """Staff: decide on an order the risk check held (`held`)."""
+
+    permission_classes = [IsAdminUser]
+
+    def review(self, request: Request, order_id: uuid.UUID) -> Order:
+        raise NotImplementedError
+
+    def post(self, request: Request, order_id: uuid.UUID) -> Response:
+        try:
+            order = self.review(request, order_id)
+        except Order.DoesNotExist:
+            raise NotFound("No such order.") from None
+        except InvalidOrderTransition as exc:
+            raise _conflict(exc) from None
+        except ReviewRefused as exc:
+            raise ApiDomainError(
+                {"detail": str(exc), "status": OrderStatus.HELD},
+                status_code=status.HTTP_409_CONFLICT,
+            ) from None
+        return Response(OrderRiskOutputSerializer(order).data)
+
+
+class OrderApproveApi(_OrderRiskReviewApi):
+    """Staff: approve a held order after its risk review; it goes back to `reserved` and is
+    charged (then `paid`, or cancelled if the card is declined)."""
+
+    @extend_schema(
+        operation_id="orders_approve",
+        request=None,
+        responses={200: OrderRiskOutputSerializer, 409: CONFLICT},
+    )
+    def post(self, request: Request, order_id: uuid.UUID) -> Response:
+        return super().post(request, order_id)
+
+    def review(self, request: Request, order_id: uuid.UUID) -> Order:
+        return risk_review_approve(order_id=order_id, reviewer=request.user.get_username())
+
+
+class OrderRejectApi(_OrderRiskReviewApi):
+    """Staff: reject a held order after its risk review; it is cancelled and its stock
+    released. (Not the `rejected` status, which means out of stock.)"""
+
+    @extend_schema(
+        operation_id="orders_reject",
+        request=None,
+        responses={200: OrderRiskOutputSerializer, 409: CONFLICT},
+    )
+    def post(self, request: Request, order_id: uuid.UUID) -> Response:
+        return super().post(request, order_id)
+
+    def review(self, request: Request, order_id: uuid.UUID) -> Order:
+        return risk_review_reject(order_id=order_id, reviewer=request.user.get_username())

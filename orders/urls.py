@@ -1,10 +1,12 @@
 from django.urls import path
 
 from orders.apis import (
+    OrderApproveApi,
     OrderCancelApi,
     OrderCollectionApi,
     OrderDeliverApi,
     OrderDetailApi,
+    OrderRejectApi,
     OrderShipApi,
 )
 
@@ -14,4 +16,7 @@ urlpatterns = [
     path("orders/<uuid:order_id>/cancel/", OrderCancelApi.as_view(), name="order-cancel"),
     path("orders/<uuid:order_id>/ship/", OrderShipApi.as_view(), name="order-ship"),
     path("orders/<uuid:order_id>/deliver/", OrderDeliverApi.as_view(), name="order-deliver"),
+    # Staff decide on an order the risk check held (docs/risk.md).
+    path("orders/<uuid:order_id>/approve/", OrderApproveApi.as_view(), name="order-approve"),
+    path("orders/<uuid:order_id>/reject/", OrderRejectApi.as_view(), name="order-reject"),
 ]

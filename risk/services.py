@@ -32,6 +32,7 @@ from kafka_bridge.outbox import NewEvent, outbox_events_record
 from kafka_bridge.sql import rows_insert
 from orders.selectors import (
     OrderRiskFacts,
+    OrderStatus,
     declined_charges_since,
     order_list_risk_facts,
     order_times_by_customer,
@@ -39,11 +40,11 @@ from orders.selectors import (
     paid_orders_by_customer,
 )
 from orders.services import OrderChange, order_hold_approve, order_hold_reject, orders_apply_changes
-from orders.status import OrderStatus
 from risk.events import RiskAssessedV1, RuleScoreV1
 from risk.metrics import risk_assessments_count_on_commit
 from risk.models import RiskAssessment
 from risk.review import Decision, Review, review_check
+from risk.review import ReviewRefused as ReviewRefused  # callers of the reviews catch it
 from risk.rules import Assessment, History, OrderFacts, RiskSettings, assess
 
 if TYPE_CHECKING:
