@@ -9,9 +9,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 
+from common.circuit_breaker import BreakerSnapshot
 from common.time_series import counts_per_minute
 from kafka_bridge.models import ArchivedEvent, OutboxEvent
 from kafka_bridge.outbox import aggregate_events
+from orders.breaker import payment_breaker
 from orders.events import ORDER_TRANSITION_EVENTS
 from orders.models import Order, Payment
 from orders.status import TRANSITIONS, OrderStatus, status_replay
@@ -73,6 +75,25 @@ def order_list_charge_overdue(*, now: datetime, limit: int) -> list[uuid.UUID]:
         .order_by("status_changed_at")
         .values_list("id", flat=True)[:limit]
     )
+
+
+@dataclass(frozen=True)
+class PaymentCircuit:
+    """The payment circuit breaker as Redis has it, and the orders waiting for a charge."""
+
+    breaker: BreakerSnapshot
+    fail_max: int
+    reset_timeout_seconds: float
+    orders_waiting: int  # reserved without a payment for longer than the sweep waits
+
+
+def payment_circuit(*, now: datetime) -> PaymentCircuit:
+    breaker = payment_breaker()
+    cutoff = now - timedelta(seconds=settings.PAYMENTS["CHARGE_RETRY_AFTER_SECONDS"])
+    waiting = Order.objects.filter(
+        status=OrderStatus.RESERVED, payment__isnull=True, status_changed_at__lt=cutoff
+    ).count()
+    return PaymentCircuit(breaker.snapshot(), breaker.fail_max, breaker.reset_timeout, waiting)
 
 
 def payment_list_refundable(
