@@ -25,7 +25,13 @@ from common.structured_logs import bind_contextvars
 from common.throttling import OrderCreateRateThrottle
 from orders.events import ShippingAddress
 from orders.models import Order, SalesChannel
-from orders.selectors import order_get_for_customer, order_list_for_customer, order_timeline
+from orders.selectors import (
+    order_get,
+    order_get_for_customer,
+    order_list_for_customer,
+    order_list_held,
+    order_timeline,
+)
 from orders.services import (
     IdempotencyKeyReused,
     OrderItemInput,
@@ -35,7 +41,7 @@ from orders.services import (
     order_ship,
 )
 from orders.status import InvalidOrderTransition, OrderStatus
-from risk.selectors import risk_assessment_for_order
+from risk.selectors import risk_assessment_for_order, risk_assessments_for_orders
 from risk.services import ReviewRefused, risk_review_approve, risk_review_reject
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -308,32 +314,87 @@ class OrderDeliverApi(APIView):
         return Response(OrderDetailOutputSerializer(order).data)
 
 
-class OrderRiskOutputSerializer(OrderDetailOutputSerializer):
-    """An order with its risk assessment: for staff only (customers never see the rules)."""
+class RiskAssessmentSerializer(serializers.Serializer):
+    """What the risk check decided about an order, and the staff review of a hold."""
 
-    class RiskSerializer(serializers.Serializer):
-        class RuleSerializer(serializers.Serializer):
-            rule = serializers.CharField()
-            points = serializers.IntegerField()
-            reason = serializers.CharField()
+    class RuleSerializer(serializers.Serializer):
+        rule = serializers.CharField()
+        points = serializers.IntegerField()
+        reason = serializers.CharField()
 
-        score = serializers.IntegerField()
-        decision = serializers.CharField(help_text="approve, hold or block")
-        reasons = serializers.ListField(child=serializers.CharField())
-        rules = RuleSerializer(many=True)
-        review_score = serializers.IntegerField()
-        block_score = serializers.IntegerField()
-        assessed_at = serializers.DateTimeField()
-        review = serializers.CharField(help_text='"approved", "rejected", or "" (not reviewed)')
-        reviewed_by = serializers.CharField()
-        reviewed_at = serializers.DateTimeField(allow_null=True)
+    score = serializers.IntegerField()
+    decision = serializers.CharField(help_text="approve, hold or block")
+    reasons = serializers.ListField(child=serializers.CharField())
+    rules = RuleSerializer(many=True)
+    review_score = serializers.IntegerField()
+    block_score = serializers.IntegerField()
+    assessed_at = serializers.DateTimeField()
+    review = serializers.CharField(help_text='"approved", "rejected", or "" (not reviewed)')
+    reviewed_by = serializers.CharField()
+    reviewed_at = serializers.DateTimeField(allow_null=True)
+
+
+def _risk(serializer: serializers.Serializer, order: Order) -> dict | None:
+    # A page of orders passes their assessments, read in one query.
+    known = serializer.context.get("risk_assessments")
+    if known is not None:
+        assessment = known.get(order.id)
+    else:
+        assessment = risk_assessment_for_order(order_id=order.id)
+    return None if assessment is None else RiskAssessmentSerializer(assessment).data
+
+
+class OrderWithRiskOutputSerializer(OrderOutputSerializer):
+    """An order with its risk assessment (no timeline): for staff only."""
 
     risk = serializers.SerializerMethodField()
 
-    @extend_schema_field(RiskSerializer(allow_null=True))
-    def get_risk(self, order) -> dict | None:  # type: ignore[no-untyped-def]
-        assessment = risk_assessment_for_order(order_id=order.id)
-        return None if assessment is None else self.RiskSerializer(assessment).data
+    @extend_schema_field(RiskAssessmentSerializer(allow_null=True))
+    def get_risk(self, order: Order) -> dict | None:
+        return _risk(self, order)
+
+
+class OrderRiskOutputSerializer(OrderDetailOutputSerializer):
+    """An order, its timeline and its risk assessment: for staff only (customers never see
+    the rules)."""
+
+    risk = serializers.SerializerMethodField()
+
+    @extend_schema_field(RiskAssessmentSerializer(allow_null=True))
+    def get_risk(self, order: Order) -> dict | None:
+        return _risk(self, order)
+
+
+class OrderRiskApi(APIView):
+    """Staff: any order with its risk assessment (every rule's points and reason)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(operation_id="orders_risk", responses={200: OrderRiskOutputSerializer})
+    def get(self, request: Request, order_id: uuid.UUID) -> Response:
+        order = order_get(order_id=order_id)
+        if order is None:
+            raise NotFound("No such order.")
+        return Response(OrderRiskOutputSerializer(order).data)
+
+
+class OrderHeldListApi(APIView):
+    """Staff: the orders the risk check held, waiting for a review, oldest first."""
+
+    permission_classes = [IsAdminUser]
+    pagination_class = PageNumberPagination
+
+    @extend_schema(
+        operation_id="orders_held_list", responses={200: OrderWithRiskOutputSerializer(many=True)}
+    )
+    def get(self, request: Request) -> Response:
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(order_list_held(), request, view=self)
+        assessments = risk_assessments_for_orders(order_ids=[order.id for order in page])
+        output = OrderWithRiskOutputSerializer(
+            page, many=True, context={"risk_assessments": assessments}
+        )
+        return paginator.get_paginated_response(output.data)
 
 
 class _OrderRiskReviewApi(APIView):

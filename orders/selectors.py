@@ -33,6 +33,26 @@ def order_get_for_customer(*, customer: AbstractBaseUser, order_id: uuid.UUID) -
     return order_list_for_customer(customer=customer).filter(id=order_id).first()
 
 
+def order_get(*, order_id: uuid.UUID) -> Order | None:
+    """Any order, for staff."""
+    return (
+        Order.objects.select_related("payment", "shipment")
+        .prefetch_related("lines")
+        .filter(id=order_id)
+        .first()
+    )
+
+
+def order_list_held() -> QuerySet[Order]:
+    """Orders the risk check held, waiting for staff, oldest hold first."""
+    return (
+        Order.objects.filter(status=OrderStatus.HELD)
+        .select_related("payment", "shipment")
+        .prefetch_related("lines")
+        .order_by("status_changed_at", "id")
+    )
+
+
 def order_list_stale(*, now: datetime, reserved: bool = True) -> QuerySet[Order]:
     """Orders stuck too long: pending (stock never answered) or, unless `reserved` is
     False, reserved (payment never came), by the timeouts in settings.ORDERS. Held orders

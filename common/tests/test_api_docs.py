@@ -72,6 +72,21 @@ EXPECTED_ERRORS = {
         "404": ERROR,
         "409": CONFLICT,
     },
+    # staff review of the orders the risk check held
+    ("get", "/api/orders/held/"): {**EVERY_OPERATION, "403": ERROR, "404": ERROR},
+    ("get", "/api/orders/{order_id}/risk/"): {**EVERY_OPERATION, "403": ERROR, "404": ERROR},
+    ("post", "/api/orders/{order_id}/approve/"): {
+        **EVERY_OPERATION,
+        "403": ERROR,
+        "404": ERROR,
+        "409": CONFLICT,
+    },
+    ("post", "/api/orders/{order_id}/reject/"): {
+        **EVERY_OPERATION,
+        "403": ERROR,
+        "404": ERROR,
+        "409": CONFLICT,
+    },
     ("get", "/api/products/"): {**EVERY_OPERATION, "404": ERROR},
     # staff reports: query fields validated (400), staff only (403)
     ("get", "/api/metrics/order-rate/"): {**EVERY_OPERATION, "400": INVALID_INPUT, "403": ERROR},
