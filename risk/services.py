@@ -145,7 +145,6 @@ _INSERTED = (
 )
 
 
-@transaction.atomic
 def risk_orders_assess(
     *, checks: Sequence[RiskCheck], now: datetime | None = None
 ) -> dict[uuid.UUID, RiskAssessment]:
@@ -170,6 +169,21 @@ def risk_orders_assess(
         order.order_id: (order, assess(_facts(order), histories[order.order_id], config))
         for order in facts
     }
+    found.update(_assessments_record(made, causes=causes, config=config, now=now))
+    return found
+
+
+@transaction.atomic
+def _assessments_record(
+    made: dict[uuid.UUID, tuple[OrderRiskFacts, Assessment]],
+    *,
+    causes: dict[uuid.UUID, uuid.UUID | None],
+    config: RiskSettings,
+    now: datetime,
+) -> dict[uuid.UUID, RiskAssessment]:
+    """Record the assessments made (the reads before it need no transaction), their events,
+    and the holds and blocks; return those this call recorded."""
+    recorded: dict[uuid.UUID, RiskAssessment] = {}
     inserted = rows_insert(
         RiskAssessment,
         _INSERTED,
@@ -214,7 +228,7 @@ def risk_orders_assess(
                     OrderStatus.RESERVED,
                 )
             )
-        found[order.order_id] = RiskAssessment(
+        recorded[order.order_id] = RiskAssessment(
             order_id=order.order_id,
             customer_id=order.customer_id,
             score=result.score,
@@ -230,7 +244,7 @@ def risk_orders_assess(
     risk_assessments_count_on_commit(decisions.elements())
     if decisions:
         logger.info("risk: %s", ", ".join(f"{n} {d}" for d, n in sorted(decisions.items())))
-    return found
+    return recorded
 
 
 def _as_uuid(value: object) -> uuid.UUID:
