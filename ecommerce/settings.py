@@ -70,6 +70,9 @@ INSTALLED_APPS = [
     # Signed webhooks to external systems: staff register endpoints, a consumer records one
     # delivery per matching order event, `run_webhook_dispatcher` sends them.
     "webhooks",
+    # Scores each reserved order before it is charged (run by the orders consumer); keeps the
+    # assessments and their staff reviews.
+    "risk",
     # The read side: tables built from events alone (orders per minute, sales and customer
     # reports), rebuilt by replaying the topics, and the admin's pipeline dashboard. It
     # imports no other app's models.
@@ -392,8 +395,28 @@ PAYMENTS = {
         "decline_above": env.str("PAYMENTS_FAKE_DECLINE_ABOVE", default="10000"),
         # Every fake provider call takes this long, like a real provider's round trip.
         "latency_ms": env.int("PAYMENTS_FAKE_LATENCY_MS", default=0),
+        # While a file exists at this path the fake provider is down for every token (a
+        # switch for outage drills and tests, e.g. `touch /tmp/gateway-down`); empty: never.
+        "outage_file": env.str("PAYMENTS_FAKE_OUTAGE_FILE", default=""),
     },
     "MAX_CONCURRENCY": env.int("PAYMENTS_MAX_CONCURRENCY", default=64),
+    # The circuit breaker around charges (orders/breaker.py), its state shared by every
+    # process in Redis: it opens after FAIL_MAX provider failures in a row (unavailable or
+    # timed out; declines are answers), fails charges fast for RESET_TIMEOUT_SECONDS, then
+    # lets one probe through. The orders it held back wait in `reserved`; the charge sweep
+    # retries reserved orders without a payment older than CHARGE_RETRY_AFTER_SECONDS.
+    # Keep FAIL_MAX at most KAFKA_HANDLER_MAX_ATTEMPTS: an outage then opens the breaker
+    # before any order has used up its attempts (docs/failure-handling.md).
+    "BREAKER": {
+        "FAIL_MAX": env.int("PAYMENTS_BREAKER_FAIL_MAX", default=5),
+        "RESET_TIMEOUT_SECONDS": env.float("PAYMENTS_BREAKER_RESET_TIMEOUT_SECONDS", default=30.0),
+        # A probe's lease: if its process dies mid-call, another probe goes after this long.
+        "PROBE_TIMEOUT_SECONDS": env.float("PAYMENTS_BREAKER_PROBE_TIMEOUT_SECONDS", default=30.0),
+    },
+    "CHARGE_RETRY_AFTER_SECONDS": env.float("PAYMENTS_CHARGE_RETRY_AFTER_SECONDS", default=30.0),
+    "CHARGE_SWEEP_SECONDS": env.float("PAYMENTS_CHARGE_SWEEP_SECONDS", default=15.0),
+    # Orders one sweep charges at most (oldest first); the next sweep takes the rest.
+    "CHARGE_SWEEP_BATCH": env.int("PAYMENTS_CHARGE_SWEEP_BATCH", default=500),
 }
 
 # --- Webhooks -----------------------------------------------------------------------------
@@ -424,6 +447,42 @@ WEBHOOKS = {
     "DISABLE_AFTER_SECONDS": env.float("WEBHOOKS_DISABLE_AFTER_SECONDS", default=24 * 3600),
     "DISABLE_AFTER_FAILURES": env.int("WEBHOOKS_DISABLE_AFTER_FAILURES", default=5),
 }
+
+# --- Risk assessment (risk app, docs/risk.md) -------------------------------------------------
+# Every reserved order is scored before it is charged: each rule gives points and a reason.
+# Below REVIEW_SCORE it is charged; from REVIEW_SCORE it is held for staff to approve or
+# reject; from BLOCK_SCORE it is cancelled at once (its stock released). Windows are in
+# seconds, amounts in ORDERS_CURRENCY. RISK_ENABLED=false skips the check (and its event).
+RISK = {
+    "ENABLED": env.bool("RISK_ENABLED", default=True),
+    "REVIEW_SCORE": env.int("RISK_REVIEW_SCORE", default=50),
+    "BLOCK_SCORE": env.int("RISK_BLOCK_SCORE", default=100),
+    # More than MAX orders by one customer within WINDOW (this one included).
+    "CUSTOMER_WINDOW_SECONDS": env.int("RISK_CUSTOMER_WINDOW_SECONDS", default=3600),
+    "CUSTOMER_MAX_ORDERS": env.int("RISK_CUSTOMER_MAX_ORDERS", default=5),
+    "CUSTOMER_VELOCITY_POINTS": env.int("RISK_CUSTOMER_VELOCITY_POINTS", default=60),
+    # More than MAX orders with one payment token within WINDOW, whoever placed them.
+    "TOKEN_WINDOW_SECONDS": env.int("RISK_TOKEN_WINDOW_SECONDS", default=3600),
+    "TOKEN_MAX_ORDERS": env.int("RISK_TOKEN_MAX_ORDERS", default=5),
+    "TOKEN_VELOCITY_POINTS": env.int("RISK_TOKEN_VELOCITY_POINTS", default=60),
+    # More than MAX declined charges within WINDOW, of the customer or of the payment token.
+    "FAILED_PAYMENTS_WINDOW_SECONDS": env.int("RISK_FAILED_PAYMENTS_WINDOW_SECONDS", default=86400),
+    "FAILED_PAYMENTS_MAX": env.int("RISK_FAILED_PAYMENTS_MAX", default=2),
+    "FAILED_PAYMENTS_POINTS": env.int("RISK_FAILED_PAYMENTS_POINTS", default=40),
+    # A total above FACTOR times the median of the customer's paid orders (at least
+    # MIN_HISTORY of them; the latest HISTORY_ORDERS are looked at).
+    "AMOUNT_FACTOR": env.float("RISK_AMOUNT_FACTOR", default=5.0),
+    "AMOUNT_MIN_HISTORY": env.int("RISK_AMOUNT_MIN_HISTORY", default=3),
+    "AMOUNT_POINTS": env.int("RISK_AMOUNT_POINTS", default=50),
+    "HISTORY_ORDERS": env.int("RISK_HISTORY_ORDERS", default=50),
+    # A shipping country none of the customer's paid orders went to.
+    "NEW_COUNTRY_POINTS": env.int("RISK_NEW_COUNTRY_POINTS", default=25),
+    # A first order (no paid order before it) of at least this total.
+    "FIRST_ORDER_AMOUNT": env.str("RISK_FIRST_ORDER_AMOUNT", default="500"),
+    "FIRST_ORDER_POINTS": env.int("RISK_FIRST_ORDER_POINTS", default=50),
+}
+if not 0 < RISK["REVIEW_SCORE"] <= RISK["BLOCK_SCORE"]:
+    raise ImproperlyConfigured("need 0 < RISK_REVIEW_SCORE <= RISK_BLOCK_SCORE")
 
 # --- E-mail -----------------------------------------------------------------------------
 # Console in development; SMTP by configuration (EMAIL_URL=smtp://user:pass@host:587).
@@ -520,6 +579,12 @@ CELERY_BEAT_SCHEDULE = {
     "notifications-deliver-pending": {
         "task": "notifications.tasks.notifications_deliver_pending",
         "schedule": env.float("NOTIFICATIONS_SWEEP_SECONDS", default=60.0),
+    },
+    # Reserved orders still without a payment: the provider was unavailable (the circuit
+    # breaker held their charge back) or staff approved them after a risk hold.
+    "orders-charge-awaiting": {
+        "task": "orders.tasks.orders_charge_awaiting",
+        "schedule": PAYMENTS["CHARGE_SWEEP_SECONDS"],
     },
 }
 

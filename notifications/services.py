@@ -52,6 +52,16 @@ KIND_BY_ORDER_STATUS: dict[str, str] = {
     "cancelled": Notification.Kind.CANCELLED,
     "expired": Notification.Kind.EXPIRED,
 }
+# A held order back in `reserved` (staff approved it after a risk review): the customer
+# heard "order confirmed" when it was first reserved, and hears nothing about the review.
+_NOT_NOTIFIED_MOVES = frozenset({("held", "reserved")})
+
+
+def _notification_kind(change: OrderStatusChangedV1) -> str | None:
+    if (change.previous_status, change.status) in _NOT_NOTIFIED_MOVES:
+        return None
+    return KIND_BY_ORDER_STATUS.get(change.status)
+
 
 # One SMS segment in the GSM 7-bit alphabet. The templates stay well inside it; a text
 # that would not (a very long carrier name) is cut, never split into several messages.
@@ -127,7 +137,7 @@ def notifications_create_for_order_changes(
     not see gives none, and so does an event already notified (a redelivery), whatever
     the customer's channels are now. Raises the customer model's DoesNotExist for an
     unknown customer."""
-    kinds = [KIND_BY_ORDER_STATUS.get(notice.change.status) for notice in notices]
+    kinds = [_notification_kind(notice.change) for notice in notices]
     wanted = [(notice, kind) for notice, kind in zip(notices, kinds, strict=True) if kind]
     found: dict[tuple[uuid.UUID, str], Notification] = {
         (n.event_id, n.channel): n

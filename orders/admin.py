@@ -2,8 +2,9 @@
 
 Every field of an order is owned by the domain: money and lines are fixed by `order_create`,
 and the status moves through the saga's services, which also write the outbox. Staff act
-through admin actions (ship, mark delivered, cancel) that call those same services, and
-see the order's timeline of events to find where an order is stuck and why.
+through admin actions (ship, mark delivered, cancel, approve or reject a risk hold) that
+call those same services, and see the order's timeline of events and its risk assessment
+to find where an order is stuck and why.
 """
 
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from orders.models import Order
 from orders.selectors import order_timeline
 from orders.services import order_cancel, order_deliver, order_ship
 from orders.status import InvalidOrderTransition
+from risk.selectors import risk_assessment_for_order
+from risk.services import ReviewRefused, risk_review_approve, risk_review_reject
 
 
 @admin.register(Order)
@@ -40,7 +43,7 @@ class OrderAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin):
     search_fields = ("customer__username", "customer__email")
     uuid_search_fields = ("pk",)
     search_help_text = "A full order id, or part of the customer's username or e-mail."
-    actions = ("ship", "mark_delivered", "cancel")
+    actions = ("approve_held", "reject_held", "ship", "mark_delivered", "cancel")
 
     @admin.display(description="order", ordering="id")
     def order(self, order: Order) -> SafeString:
@@ -68,11 +71,39 @@ class OrderAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin):
                 done += 1
             except InvalidOrderTransition as exc:
                 refused.append(f"{str(order.id)[:8]} ({exc.current})")
+            except ReviewRefused as exc:
+                refused.append(f"{str(order.id)[:8]} ({exc})")
         self.message_user(request, f"{verb}: {done} order(s).", messages.SUCCESS)
         if refused:
             self.message_user(
                 request, f"Not {verb.lower()}, wrong status: {', '.join(refused)}", messages.WARNING
             )
+
+    @admin.action(
+        description="Approve selected held orders (risk review): charge them",
+        permissions=["operate"],
+    )
+    def approve_held(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        reviewer = request.user.get_username()
+        self._apply(
+            request,
+            queryset,
+            "Approved",
+            lambda pk: risk_review_approve(order_id=pk, reviewer=reviewer),
+        )
+
+    @admin.action(
+        description="Reject selected held orders (risk review): cancel, release stock",
+        permissions=["operate"],
+    )
+    def reject_held(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        reviewer = request.user.get_username()
+        self._apply(
+            request,
+            queryset,
+            "Rejected",
+            lambda pk: risk_review_reject(order_id=pk, reviewer=reviewer),
+        )
 
     @admin.action(description="Ship selected paid orders", permissions=["operate"])
     def ship(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
@@ -114,6 +145,34 @@ class OrderAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin):
         if not order.shipping_address:
             return "—"
         return ", ".join(ShippingAddress.model_validate(order.shipping_address).postal_lines())
+
+    @admin.display(description="risk assessment")
+    def risk_summary(self, order: Order) -> str:
+        assessment = risk_assessment_for_order(order_id=order.id)
+        if assessment is None:
+            return "— (not assessed: not reserved yet, or the risk check is off)"
+        review = ""
+        if assessment.review:
+            at = f"{assessment.reviewed_at:%Y-%m-%d %H:%M}" if assessment.reviewed_at else ""
+            review = f"; {assessment.review} by {assessment.reviewed_by} {at}".rstrip()
+        return (
+            f"score {assessment.score}: {assessment.get_decision_display()} (review from "
+            f"{assessment.review_score}, block from {assessment.block_score}){review}"
+        )
+
+    @admin.display(description="rules")
+    def risk_rules(self, order: Order) -> SafeString:
+        assessment = risk_assessment_for_order(order_id=order.id)
+        if assessment is None:
+            return format_html("{}", "—")
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((r["rule"], r["points"], r["reason"] or "—") for r in assessment.rules),
+        )
+        return format_html(
+            "<table><tr><th>rule</th><th>points</th><th>reason</th></tr>{}</table>", rows
+        )
 
     @admin.display(description="lines")
     def lines(self, order: Order) -> SafeString:
@@ -157,6 +216,7 @@ class OrderAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("id", "customer", "status", "status_reason", "status_changed_at")}),
         ("Lines", {"fields": ("lines", "total", "currency")}),
+        ("Risk", {"fields": ("risk_summary", "risk_rules")}),
         ("Payment and shipment", {"fields": ("payment_summary", "shipment_summary")}),
         ("Timeline", {"fields": ("timeline",)}),
         ("Origin and destination", {"fields": ("sales_channel", "shipping_address_text")}),
@@ -170,6 +230,8 @@ class OrderAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin):
         "status_reason",
         "status_changed_at",
         "lines",
+        "risk_summary",
+        "risk_rules",
         "payment_summary",
         "shipment_summary",
         "timeline",
@@ -190,6 +252,7 @@ class OrderAdmin(ReadOnlyAdminMixin, ExactUUIDSearchMixin, admin.ModelAdmin):
             ("inventory_reservation", "order_id", "Reservations"),
             ("notifications_notification", "order_id", "Notifications"),
             ("kafka_bridge_outboxevent", "aggregate_id", "Outbox events"),
+            ("risk_riskassessment", "order_id", "Risk assessment"),
         )
         return format_html_join(
             " · ",

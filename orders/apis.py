@@ -32,8 +32,10 @@ from common.throttling import OrderCreateRateThrottle
 from orders.events import ShippingAddress
 from orders.models import Order, SalesChannel
 from orders.selectors import (
+    order_get,
     order_get_for_customer,
     order_list_for_customer,
+    order_list_held,
     order_status_now,
     order_timeline,
 )
@@ -47,6 +49,8 @@ from orders.services import (
 )
 from orders.status import TERMINAL, InvalidOrderTransition, OrderStatus
 from orders.status_stream import order_status_events
+from risk.selectors import risk_assessment_for_order, risk_assessments_for_orders
+from risk.services import ReviewRefused, risk_review_approve, risk_review_reject
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -431,3 +435,141 @@ class OrderStatusEventsApi(APIView):
                 {LAST_EVENT_ID_HEADER: ["The id of an event of this stream: a whole number."]}
             )
         return int(raw)
+
+
+class RiskAssessmentSerializer(serializers.Serializer):
+    """What the risk check decided about an order, and the staff review of a hold."""
+
+    class RuleSerializer(serializers.Serializer):
+        rule = serializers.CharField()
+        points = serializers.IntegerField()
+        reason = serializers.CharField()
+
+    score = serializers.IntegerField()
+    decision = serializers.CharField(help_text="approve, hold or block")
+    reasons = serializers.ListField(child=serializers.CharField())
+    rules = RuleSerializer(many=True)
+    review_score = serializers.IntegerField()
+    block_score = serializers.IntegerField()
+    assessed_at = serializers.DateTimeField()
+    review = serializers.CharField(help_text='"approved", "rejected", or "" (not reviewed)')
+    reviewed_by = serializers.CharField()
+    reviewed_at = serializers.DateTimeField(allow_null=True)
+
+
+def _risk(serializer: serializers.Serializer, order: Order) -> dict | None:
+    # A page of orders passes their assessments, read in one query.
+    known = serializer.context.get("risk_assessments")
+    if known is not None:
+        assessment = known.get(order.id)
+    else:
+        assessment = risk_assessment_for_order(order_id=order.id)
+    return None if assessment is None else RiskAssessmentSerializer(assessment).data
+
+
+class OrderWithRiskOutputSerializer(OrderOutputSerializer):
+    """An order with its risk assessment (no timeline): for staff only."""
+
+    risk = serializers.SerializerMethodField()
+
+    @extend_schema_field(RiskAssessmentSerializer(allow_null=True))
+    def get_risk(self, order: Order) -> dict | None:
+        return _risk(self, order)
+
+
+class OrderRiskOutputSerializer(OrderDetailOutputSerializer):
+    """An order, its timeline and its risk assessment: for staff only (customers never see
+    the rules)."""
+
+    risk = serializers.SerializerMethodField()
+
+    @extend_schema_field(RiskAssessmentSerializer(allow_null=True))
+    def get_risk(self, order: Order) -> dict | None:
+        return _risk(self, order)
+
+
+class OrderRiskApi(APIView):
+    """Staff: any order with its risk assessment (every rule's points and reason)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(operation_id="orders_risk", responses={200: OrderRiskOutputSerializer})
+    def get(self, request: Request, order_id: uuid.UUID) -> Response:
+        order = order_get(order_id=order_id)
+        if order is None:
+            raise NotFound("No such order.")
+        return Response(OrderRiskOutputSerializer(order).data)
+
+
+class OrderHeldListApi(APIView):
+    """Staff: the orders the risk check held, waiting for a review, oldest first."""
+
+    permission_classes = [IsAdminUser]
+    pagination_class = PageNumberPagination
+
+    @extend_schema(
+        operation_id="orders_held_list", responses={200: OrderWithRiskOutputSerializer(many=True)}
+    )
+    def get(self, request: Request) -> Response:
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(order_list_held(), request, view=self)
+        assessments = risk_assessments_for_orders(order_ids=[order.id for order in page])
+        output = OrderWithRiskOutputSerializer(
+            page, many=True, context={"risk_assessments": assessments}
+        )
+        return paginator.get_paginated_response(output.data)
+
+
+class _OrderRiskReviewApi(APIView):
+    """Staff: decide on an order the risk check held (`held`)."""
+
+    permission_classes = [IsAdminUser]
+
+    def review(self, request: Request, order_id: uuid.UUID) -> Order:
+        raise NotImplementedError
+
+    def post(self, request: Request, order_id: uuid.UUID) -> Response:
+        try:
+            order = self.review(request, order_id)
+        except Order.DoesNotExist:
+            raise NotFound("No such order.") from None
+        except InvalidOrderTransition as exc:
+            raise _conflict(exc) from None
+        except ReviewRefused as exc:
+            raise ApiDomainError(
+                {"detail": str(exc), "status": OrderStatus.HELD},
+                status_code=status.HTTP_409_CONFLICT,
+            ) from None
+        return Response(OrderRiskOutputSerializer(order).data)
+
+
+class OrderApproveApi(_OrderRiskReviewApi):
+    """Staff: approve a held order after its risk review; it goes back to `reserved` and is
+    charged (then `paid`, or cancelled if the card is declined)."""
+
+    @extend_schema(
+        operation_id="orders_approve",
+        request=None,
+        responses={200: OrderRiskOutputSerializer, 409: CONFLICT},
+    )
+    def post(self, request: Request, order_id: uuid.UUID) -> Response:
+        return super().post(request, order_id)
+
+    def review(self, request: Request, order_id: uuid.UUID) -> Order:
+        return risk_review_approve(order_id=order_id, reviewer=request.user.get_username())
+
+
+class OrderRejectApi(_OrderRiskReviewApi):
+    """Staff: reject a held order after its risk review; it is cancelled and its stock
+    released. (Not the `rejected` status, which means out of stock.)"""
+
+    @extend_schema(
+        operation_id="orders_reject",
+        request=None,
+        responses={200: OrderRiskOutputSerializer, 409: CONFLICT},
+    )
+    def post(self, request: Request, order_id: uuid.UUID) -> Response:
+        return super().post(request, order_id)
+
+    def review(self, request: Request, order_id: uuid.UUID) -> Order:
+        return risk_review_reject(order_id=order_id, reviewer=request.user.get_username())

@@ -3,7 +3,8 @@
 Each takes a batch of events and calls services. Payment provider calls are slow network
 I/O, so the handlers that need them are two-phase: the provider is called with no database
 transaction open, then the outcome is recorded in the consumer's batch transaction together
-with the status changes and the next events.
+with the status changes and the next events. Before an order is charged, the risk check
+(risk.services) approves, holds or blocks it.
 """
 
 import uuid
@@ -23,6 +24,7 @@ from orders.payments import (
 )
 from orders.services import OrderChange, orders_apply_changes
 from orders.status import OrderStatus
+from risk.services import RiskCheck, risk_orders_assess
 
 Answers = dict[uuid.UUID, GatewayAnswer]
 
@@ -42,14 +44,23 @@ def _move_all(events: Sequence[Event], target: str) -> None:
     )
 
 
-def _reserve_and_charge(events: Sequence[Event]) -> Answers:
+def _reserve_assess_and_charge(events: Sequence[Event]) -> Answers:
     """Mark the orders reserved (committed at once: the customer sees it, and a cancel
-    may now race the charge), then charge them with no transaction open."""
+    may now race the charge), assess their risk (committed too: held and blocked orders
+    leave `reserved`), then charge those still reserved, with no transaction open."""
     orders_apply_changes(
         changes=[
-            OrderChange(_order_id(e), OrderStatus.RESERVED, causation_id=e.event_id) for e in events
+            # Only a pending order: a held one waits for staff, whatever is redelivered.
+            OrderChange(
+                _order_id(e),
+                OrderStatus.RESERVED,
+                causation_id=e.event_id,
+                expected=OrderStatus.PENDING,
+            )
+            for e in events
         ]
     )
+    risk_orders_assess(checks=[RiskCheck(_order_id(e), e.event_id) for e in events])
     return payment_charges_request(order_ids=[_order_id(e) for e in events])
 
 
@@ -58,7 +69,7 @@ def _record_charges(events: Sequence[Event], charges: Answers) -> None:
 
 
 on_inventory_reserved = TwoPhaseHandler(
-    name="on_inventory_reserved", prepare=_reserve_and_charge, apply=_record_charges
+    name="on_inventory_reserved", prepare=_reserve_assess_and_charge, apply=_record_charges
 )
 
 

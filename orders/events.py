@@ -115,6 +115,7 @@ class OrderStatusChangedV1(OrderRef):
 # Every order transition is published as `orders.<new status>`, on the orders topic.
 ORDER_TRANSITION_EVENTS = (
     "orders.reserved",
+    "orders.held",
     "orders.rejected",
     "orders.paid",
     "orders.payment_failed",

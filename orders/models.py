@@ -58,6 +58,16 @@ class Order(models.Model):
             ),
             models.CheckConstraint(condition=Q(total__gte=0), name="order_total_gte_0"),
         ]
+        indexes = [
+            # The risk check's velocity counts: a customer's orders, and any orders paid
+            # with one token, within a window (orders.selectors, "reads for the risk check").
+            models.Index(fields=["customer", "created_at"], name="order_customer_created"),
+            models.Index(
+                fields=["payment_token", "created_at"],
+                name="order_token_created",
+                condition=~Q(payment_token=""),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Order {self.id} ({self.status})"

@@ -4,16 +4,23 @@ provider for development and tests, and the charge/refund services.
 A charge is idempotent per order twice over: we never create a second Payment for an
 order, and the gateway call carries an idempotency key (`order-<id>-charge`) so that a
 retry after a crash between the provider's answer and our commit moves no money twice.
+
+Charges go through a circuit breaker shared by every process (orders/breaker.py): once the
+provider has failed FAIL_MAX times in a row, charges are not attempted and their orders
+wait in `reserved` until the charge sweep (`payment_charges_retry`, Celery beat) finds the
+breaker closed again.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from functools import cache, partial
 from typing import Protocol, TypeVar
@@ -23,11 +30,17 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from common.circuit_breaker import CircuitOpen
 from kafka_bridge.outbox import NewEvent, outbox_events_record
+from orders.breaker import payment_breaker
 from orders.events import PaymentFailedV1, PaymentProcessedV1, PaymentRefundedV1
 from orders.metrics import payment_charges_count_on_commit
 from orders.models import FakeGatewayTransaction, Order, Payment
-from orders.selectors import order_list_awaiting_charge, payment_list_refundable
+from orders.selectors import (
+    order_list_awaiting_charge,
+    order_list_charge_overdue,
+    payment_list_refundable,
+)
 
 K = TypeVar("K")
 
@@ -43,6 +56,15 @@ class GatewayResult:
 
 class GatewayUnavailable(Exception):
     """The provider did not answer; the call is safe to retry with the same key."""
+
+
+# What the circuit breaker counts as the provider failing: no answer, or none in time (a
+# real provider's client raises TimeoutError or ConnectionError). A decline is an answer.
+GATEWAY_OUTAGES: tuple[type[Exception], ...] = (GatewayUnavailable, TimeoutError, ConnectionError)
+
+
+def _gateway_failed(answer: object) -> bool:
+    return isinstance(answer, GATEWAY_OUTAGES)
 
 
 class PaymentGateway(Protocol):
@@ -62,8 +84,10 @@ class FakePaymentGateway:
 
     Rules come from settings.PAYMENTS["OPTIONS"]: `decline_above` (amount), and the
     tokens `decline_token` (card declined) and `unavailable_token` (provider down: raises
-    GatewayUnavailable, a transient error). `latency_ms` makes every call take that long,
-    as a real provider's network round trip does. Its ledger is FakeGatewayTransaction.
+    GatewayUnavailable, a transient error). While a file exists at `outage_file` the
+    provider is down for every charge (an outage drill: create it, delete it to recover).
+    `latency_ms` makes every call take that long, as a real provider's network round trip
+    does. Its ledger is FakeGatewayTransaction.
     """
 
     name = "fake"
@@ -75,11 +99,13 @@ class FakePaymentGateway:
         decline_token: str = "tok_decline",
         unavailable_token: str = "tok_unavailable",
         latency_ms: int = 0,
+        outage_file: str = "",
     ) -> None:
         self.decline_above = Decimal(decline_above) if decline_above else None
         self.decline_token = decline_token
         self.unavailable_token = unavailable_token
         self.latency_seconds = latency_ms / 1000
+        self.outage_file = outage_file
 
     def _record(
         self, *, key: str, kind: str, amount: Decimal, currency: str, decline_reason: str
@@ -118,6 +144,10 @@ class FakePaymentGateway:
     ) -> GatewayResult:
         if token == self.unavailable_token:
             raise GatewayUnavailable("fake provider is unavailable for this token")
+        if self.outage_file and os.path.exists(self.outage_file):
+            if self.latency_seconds:
+                time.sleep(self.latency_seconds)
+            raise GatewayUnavailable(f"fake provider is down ({self.outage_file} exists)")
         reason = ""
         if token == self.decline_token:
             reason = "card_declined"
@@ -217,13 +247,15 @@ def _charge_key(order_id: uuid.UUID) -> str:
 
 def payment_charges_request(*, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, GatewayAnswer]:
     """Ask the provider to charge every order among these that is reserved and has no
-    payment yet; no transaction may be open. Safe to repeat: each charge carries the
-    order's idempotency key, so a retry after a crash never moves money twice."""
+    payment yet, through the circuit breaker; no transaction may be open. Safe to repeat:
+    each charge carries the order's idempotency key, so a retry after a crash never moves
+    money twice. A charge the breaker holds back answers `CircuitOpen` (its order waits)."""
     orders = list(order_list_awaiting_charge(order_ids=order_ids))
-    if orders:
-        logger.info("charging %d order(s)", len(orders))
+    if not orders:
+        return {}
+    logger.info("charging %d order(s)", len(orders))
     gateway = payment_gateway()
-    return gateway_calls(
+    answers = payment_breaker().calls(
         {
             order.id: partial(
                 gateway.charge,
@@ -233,34 +265,64 @@ def payment_charges_request(*, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID
                 idempotency_key=_charge_key(order.id),
             )
             for order in orders
-        }
+        },
+        run=gateway_calls,
+        failed=_gateway_failed,
     )
+    waiting = sum(isinstance(answer, CircuitOpen) for answer in answers.values())
+    if waiting:
+        logger.warning(
+            "%d order(s) wait for the payment provider (circuit open); the charge sweep "
+            "retries them",
+            waiting,
+        )
+    return answers
+
+
+def _waits(answer: GatewayAnswer, *, outages_wait: bool) -> bool:
+    return isinstance(answer, CircuitOpen) or (outages_wait and _gateway_failed(answer))
 
 
 @transaction.atomic(savepoint=False)  # joins a consumer batch's transaction
 def payments_record_charges(
-    *, charges: Mapping[uuid.UUID, GatewayAnswer], causes: Sequence[PaymentCause]
+    *,
+    charges: Mapping[uuid.UUID, GatewayAnswer],
+    causes: Sequence[PaymentCause],
+    outages_wait: bool = False,
 ) -> dict[uuid.UUID, Payment]:
     """Record what the provider answered: a Payment per charged order (captured or failed)
     and `payments.processed` or `payments.failed`. Raises the provider's error for a charge
-    that did not get an answer (the event is retried).
+    that did not get an answer (the event is retried), unless `outages_wait`. A charge the
+    circuit breaker held back (`CircuitOpen`) records nothing: its order waits, reserved,
+    for the charge sweep.
 
     Recorded whatever the order's status is now: money may have moved while a cancellation
     came in, and the `payments.processed` event is what gets it refunded (see
     `payment_refunds_request`). An order that already has a payment keeps it."""
+    answered = [
+        cause
+        for cause in causes
+        if cause.order_id in charges
+        and not _waits(charges[cause.order_id], outages_wait=outages_wait)
+    ]
+    if not answered:  # nothing to record: nothing to lock
+        return {
+            payment.order_id: payment
+            for payment in Payment.objects.filter(order_id__in=[c.order_id for c in causes])
+        }
     orders = {
         order.id: order
         for order in Order.objects.select_for_update()
-        .filter(id__in=[cause.order_id for cause in causes])
+        .filter(id__in=[cause.order_id for cause in answered])
         .order_by("pk")
     }
     existing = {p.order_id: p for p in Payment.objects.filter(order_id__in=orders)}
     gateway_name = payment_gateway().name
     payments: list[Payment] = []
     events: list[NewEvent] = []
-    for cause in causes:
+    for cause in answered:
         order = orders.get(cause.order_id)
-        if order is None or order.id in existing or order.id not in charges:
+        if order is None or order.id in existing:
             continue
         result = _raise_if_failed(charges[order.id])
         payment = Payment(
@@ -308,6 +370,29 @@ def _payment_event(payment: Payment, *, causation_id: uuid.UUID | None) -> NewEv
         causation_id=causation_id,
         data=data,
     )
+
+
+def payment_charges_retry(
+    *, order_ids: Sequence[uuid.UUID] | None = None, now: datetime | None = None
+) -> int:
+    """Charge reserved orders still waiting for their charge, and record the outcomes:
+    these orders (staff approved them after a risk hold), or else every order overdue (the
+    circuit breaker held its charge back, or the provider did not answer). The breaker
+    decides as for the consumer: closed, all are charged; half-open, one probe first; open,
+    none, and they wait for the next sweep. Returns how many charges were recorded."""
+    if order_ids is None:
+        order_ids = order_list_charge_overdue(
+            now=now or timezone.now(), limit=settings.PAYMENTS["CHARGE_SWEEP_BATCH"]
+        )
+    if not order_ids:
+        return 0
+    charges = payment_charges_request(order_ids=order_ids)
+    recorded = payments_record_charges(
+        charges=charges,
+        causes=[PaymentCause(order_id) for order_id in order_ids],
+        outages_wait=True,
+    )
+    return sum(1 for order_id in charges if order_id in recorded)
 
 
 def payment_charge_for_order(

@@ -1,16 +1,20 @@
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 
+from common.circuit_breaker import BreakerSnapshot
 from common.time_series import counts_per_minute
 from kafka_bridge.models import ArchivedEvent, OutboxEvent
 from kafka_bridge.outbox import aggregate_events
+from orders.breaker import payment_breaker
 from orders.events import ORDER_TRANSITION_EVENTS
 from orders.models import Order, Payment
 from orders.status import TRANSITIONS, OrderStatus, status_replay
@@ -31,16 +35,37 @@ def order_get_for_customer(*, customer: AbstractBaseUser, order_id: uuid.UUID) -
     return order_list_for_customer(customer=customer).filter(id=order_id).first()
 
 
-def order_list_stale(*, now: datetime) -> QuerySet[Order]:
-    """Orders stuck too long: pending (stock never answered) or reserved (payment never
-    came), by the timeouts in settings.ORDERS."""
+def order_get(*, order_id: uuid.UUID) -> Order | None:
+    """Any order, for staff."""
+    return (
+        Order.objects.select_related("payment", "shipment")
+        .prefetch_related("lines")
+        .filter(id=order_id)
+        .first()
+    )
+
+
+def order_list_held() -> QuerySet[Order]:
+    """Orders the risk check held, waiting for staff, oldest hold first."""
+    return (
+        Order.objects.filter(status=OrderStatus.HELD)
+        .select_related("payment", "shipment")
+        .prefetch_related("lines")
+        .order_by("status_changed_at", "id")
+    )
+
+
+def order_list_stale(*, now: datetime, reserved: bool = True) -> QuerySet[Order]:
+    """Orders stuck too long: pending (stock never answered) or, unless `reserved` is
+    False, reserved (payment never came), by the timeouts in settings.ORDERS. Held orders
+    wait for staff and are never stale."""
     pending_cutoff = now - timedelta(seconds=settings.ORDERS["PENDING_TIMEOUT_SECONDS"])
     reserved_cutoff = now - timedelta(seconds=settings.ORDERS["RESERVED_TIMEOUT_SECONDS"])
+    stuck = Q(status=OrderStatus.PENDING, status_changed_at__lt=pending_cutoff)
+    if reserved:
+        stuck |= Q(status=OrderStatus.RESERVED, status_changed_at__lt=reserved_cutoff)
     return (
-        Order.objects.filter(
-            Q(status=OrderStatus.PENDING, status_changed_at__lt=pending_cutoff)
-            | Q(status=OrderStatus.RESERVED, status_changed_at__lt=reserved_cutoff)
-        )
+        Order.objects.filter(stuck)
         # A captured charge means `paid` is on its way: not stuck, just behind.
         .exclude(payment__status=Payment.Status.CAPTURED)
         .order_by("status_changed_at")
@@ -58,6 +83,39 @@ def order_list_awaiting_charge(*, order_ids: Sequence[uuid.UUID]) -> QuerySet[Or
     return Order.objects.filter(
         id__in=order_ids, status=OrderStatus.RESERVED, payment__isnull=True
     ).only("id", "total", "currency", "payment_token")
+
+
+def order_list_charge_overdue(*, now: datetime, limit: int) -> list[uuid.UUID]:
+    """Reserved orders that have waited longer than PAYMENTS_CHARGE_RETRY_AFTER_SECONDS for a
+    charge (the circuit breaker held it back, or the provider did not answer), oldest first.
+    A charge normally follows the reservation within the same batch."""
+    cutoff = now - timedelta(seconds=settings.PAYMENTS["CHARGE_RETRY_AFTER_SECONDS"])
+    return list(
+        Order.objects.filter(
+            status=OrderStatus.RESERVED, payment__isnull=True, status_changed_at__lt=cutoff
+        )
+        .order_by("status_changed_at")
+        .values_list("id", flat=True)[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class PaymentCircuit:
+    """The payment circuit breaker as Redis has it, and the orders waiting for a charge."""
+
+    breaker: BreakerSnapshot
+    fail_max: int
+    reset_timeout_seconds: float
+    orders_waiting: int  # reserved without a payment for longer than the sweep waits
+
+
+def payment_circuit(*, now: datetime) -> PaymentCircuit:
+    breaker = payment_breaker()
+    cutoff = now - timedelta(seconds=settings.PAYMENTS["CHARGE_RETRY_AFTER_SECONDS"])
+    waiting = Order.objects.filter(
+        status=OrderStatus.RESERVED, payment__isnull=True, status_changed_at__lt=cutoff
+    ).count()
+    return PaymentCircuit(breaker.snapshot(), breaker.fail_max, breaker.reset_timeout, waiting)
 
 
 def payment_list_refundable(
@@ -215,3 +273,128 @@ def _order_status_history(order_id: uuid.UUID) -> list[OrderStatusMove]:
         )
         moves.append(OrderStatusMove(order_id, len(moves) + 1, status, reason, at))
     return moves
+
+
+# --- reads for the risk check (risk.services) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderRiskFacts:
+    order_id: uuid.UUID
+    customer_id: int
+    total: Decimal
+    created_at: datetime
+    payment_token: str
+    country: str  # of the shipping address; "" when the order ships nowhere
+
+
+def order_list_risk_facts(*, order_ids: Sequence[uuid.UUID]) -> list[OrderRiskFacts]:
+    """Those of these orders that are reserved (so not yet charged), as the risk check
+    sees them."""
+    rows = Order.objects.filter(id__in=order_ids, status=OrderStatus.RESERVED).values_list(
+        "id", "customer_id", "total", "created_at", "payment_token", "shipping_address__country"
+    )
+    return [
+        OrderRiskFacts(order_id, customer_id, total, created_at, token or "", country or "")
+        for order_id, customer_id, total, created_at, token, country in rows
+    ]
+
+
+def order_times_by_customer(
+    *, customer_ids: Iterable[int], since: datetime
+) -> dict[int, list[datetime]]:
+    """When each of these customers placed orders, from `since` on, oldest first."""
+    times: dict[int, list[datetime]] = {}
+    rows = (
+        Order.objects.filter(customer_id__in=set(customer_ids), created_at__gte=since)
+        .order_by("created_at")
+        .values_list("customer_id", "created_at")
+    )
+    for customer_id, created_at in rows:
+        times.setdefault(customer_id, []).append(created_at)
+    return times
+
+
+def order_times_by_payment_token(
+    *, tokens: Iterable[str], since: datetime
+) -> dict[str, list[datetime]]:
+    """When orders paid with each of these tokens were placed, from `since` on, by anyone,
+    oldest first."""
+    wanted = {token for token in tokens if token}
+    times: dict[str, list[datetime]] = {}
+    if not wanted:
+        return times
+    rows = (
+        Order.objects.filter(payment_token__in=wanted, created_at__gte=since)
+        .order_by("created_at")
+        .values_list("payment_token", "created_at")
+    )
+    for token, created_at in rows:
+        times.setdefault(token, []).append(created_at)
+    return times
+
+
+@dataclass(frozen=True)
+class DeclinedCharges:
+    by_customer: dict[int, int]
+    by_token: dict[str, int]
+
+
+def declined_charges_since(
+    *, customer_ids: Iterable[int], tokens: Iterable[str], since: datetime
+) -> DeclinedCharges:
+    """How many charges the provider declined from `since` on, for each of these customers
+    and each of these payment tokens (one query)."""
+    customers, wanted = set(customer_ids), {token for token in tokens if token}
+    rows = (
+        Payment.objects.filter(status=Payment.Status.FAILED, created_at__gte=since)
+        .filter(Q(order__customer_id__in=customers) | Q(order__payment_token__in=wanted))
+        .values_list("order__customer_id", "order__payment_token")
+    )
+    by_customer: dict[int, int] = {}
+    by_token: dict[str, int] = {}
+    for customer_id, token in rows:
+        if customer_id in customers:
+            by_customer[customer_id] = by_customer.get(customer_id, 0) + 1
+        if token in wanted:
+            by_token[token] = by_token.get(token, 0) + 1
+    return DeclinedCharges(by_customer, by_token)
+
+
+@dataclass(frozen=True)
+class PaidOrder:
+    created_at: datetime
+    total: Decimal
+    country: str
+
+
+def paid_orders_by_customer(
+    *, customer_ids: Iterable[int], latest: int
+) -> dict[int, list[PaidOrder]]:
+    """The latest `latest` orders of each of these customers whose charge was captured (and
+    not refunded), newest first: one query, however long their histories."""
+    rows = (
+        Payment.objects.filter(
+            status=Payment.Status.CAPTURED, order__customer_id__in=set(customer_ids)
+        )
+        .annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=[F("order__customer_id")],
+                order_by=F("order__created_at").desc(),
+            )
+        )
+        .filter(rank__lte=latest)
+        .values_list(
+            "order__customer_id",
+            "order__created_at",
+            "order__total",
+            "order__shipping_address__country",
+        )
+    )
+    paid: dict[int, list[PaidOrder]] = {}
+    for customer_id, created_at, total, country in rows:
+        paid.setdefault(customer_id, []).append(PaidOrder(created_at, total, country or ""))
+    for orders in paid.values():
+        orders.sort(key=lambda order: order.created_at, reverse=True)
+    return paid

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import cast
 
@@ -20,8 +20,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from common.circuit_breaker import BreakerState
 from inventory.selectors import products_by_sku
 from kafka_bridge.outbox import NewEvent, outbox_event_record, outbox_events_record
+from orders.breaker import payment_breaker
 from orders.events import OrderCreatedV2, OrderItem, OrderStatusChangedV1, ShippingAddress
 from orders.models import Order, OrderLine, SalesChannel, Shipment
 from orders.selectors import order_list_stale
@@ -242,12 +244,14 @@ def _order_transition(
 
 @dataclass(frozen=True)
 class OrderChange:
-    """A saga event's effect on an order: move it to `target`."""
+    """A saga event's effect on an order: move it to `target`; with `expected`, only from
+    that status (`inventory.reserved` moves a pending order, never a held one back)."""
 
     order_id: uuid.UUID
     target: str
     reason: str = ""
     causation_id: uuid.UUID | None = None
+    expected: str = ""
 
 
 @transaction.atomic(savepoint=False)  # joins a consumer batch's transaction
@@ -272,6 +276,15 @@ def orders_apply_changes(*, changes: Sequence[OrderChange]) -> dict[uuid.UUID, O
             logger.warning("order %s not found; %s ignored", change.order_id, change.target)
             continue
         if order.status == change.target:
+            continue
+        if change.expected and order.status != change.expected:
+            logger.info(
+                "order %s is %s, not %s; %s ignored",
+                order.id,
+                order.status,
+                change.expected,
+                change.target,
+            )
             continue
         try:
             events.append(
@@ -364,6 +377,44 @@ def order_cancel(*, order_id: uuid.UUID, actor: str, reason: str = "") -> Order:
 
 
 @transaction.atomic
+def order_hold_approve(*, order_id: uuid.UUID, reason: str) -> Order:
+    """Staff approved a held order (risk review): back to `reserved`, and its charge queued
+    once this commits (the charge sweep picks it up if the queue is down). Raises
+    Order.DoesNotExist, or InvalidOrderTransition when it is not held."""
+    order = Order.objects.select_for_update().get(id=order_id)
+    if order.status != OrderStatus.HELD:
+        raise InvalidOrderTransition(current=order.status, target=OrderStatus.RESERVED)
+    _order_transition(order, target=OrderStatus.RESERVED, reason=reason, actor="staff")
+    _charge_when_committed([order.id])
+    return order
+
+
+@transaction.atomic
+def order_hold_reject(*, order_id: uuid.UUID, reason: str) -> Order:
+    """Staff rejected a held order (risk review): cancelled; inventory releases its stock on
+    `orders.cancelled`. Raises as `order_hold_approve`."""
+    order = Order.objects.select_for_update().get(id=order_id)
+    if order.status != OrderStatus.HELD:
+        raise InvalidOrderTransition(current=order.status, target=OrderStatus.CANCELLED)
+    return _order_transition(order, target=OrderStatus.CANCELLED, reason=reason, actor="staff")
+
+
+def _charge_when_committed(order_ids: Sequence[uuid.UUID]) -> None:
+    ids = [str(order_id) for order_id in order_ids]
+
+    def enqueue() -> None:
+        # Imported here: the tasks module imports this one.
+        from orders.tasks import orders_charge_awaiting
+
+        try:
+            orders_charge_awaiting.delay(ids)
+        except Exception as exc:  # the broker is down: the periodic charge sweep gets them
+            logger.warning("charge of %d order(s) not queued (the sweep will): %s", len(ids), exc)
+
+    transaction.on_commit(enqueue)
+
+
+@transaction.atomic
 def order_ship(*, order_id: uuid.UUID, carrier: str = "") -> Order:
     """Staff: hand a paid order to the carrier; stock leaves on-hand when inventory sees
     `orders.shipped`."""
@@ -388,16 +439,31 @@ def order_deliver(*, order_id: uuid.UUID) -> Order:
     return _order_transition(order, target=OrderStatus.DELIVERED, actor="staff", shipment=shipment)
 
 
+def _reserved_may_expire(now: datetime) -> bool:
+    """Reserved orders wait for their charge while the payment provider is out (the circuit
+    breaker is not closed), and for one reserved timeout after it closed, while the charge
+    sweep catches up: they are not stuck then, and do not expire."""
+    breaker = payment_breaker().snapshot()
+    if breaker.state is None:  # Redis unreadable: the breaker guards nothing either
+        return True
+    if breaker.state != BreakerState.CLOSED:
+        return False
+    grace = timedelta(seconds=settings.ORDERS["RESERVED_TIMEOUT_SECONDS"])
+    return breaker.changed_at is None or breaker.changed_at < now - grace
+
+
 def order_expire_stale(*, now: datetime | None = None) -> list[uuid.UUID]:
     """Expire orders stuck in pending or reserved beyond their timeouts; each in its own
-    transaction, re-checked under its row lock. Returns the expired order ids."""
+    transaction, re-checked under its row lock. Reserved orders are left alone while the
+    payment provider is out (see `_reserved_may_expire`). Returns the expired order ids."""
     now = now or timezone.now()
+    reserved = _reserved_may_expire(now)
     expired = []
-    for order_id in list(order_list_stale(now=now).values_list("id", flat=True)):
+    for order_id in list(order_list_stale(now=now, reserved=reserved).values_list("id", flat=True)):
         with transaction.atomic():
             # Re-checked under the lock: the order may have moved on since the scan.
             order = (
-                order_list_stale(now=now)
+                order_list_stale(now=now, reserved=reserved)
                 .select_for_update(of=("self",))
                 .filter(id=order_id)
                 .first()

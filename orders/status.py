@@ -1,11 +1,13 @@
 """The order status machine: every status and every allowed move, in one place.
 
 pending ──▶ reserved ──▶ paid ──▶ shipped ──▶ delivered
-   │           │  │        │
+   │           │  │ ▲      │
+   │           │  │ └── held ◀── (risk check: between its review and block scores)
+   │           │  │      └─▶ cancelled (staff reject it; staff approve it: back to reserved)
    │           │  └─▶ payment_failed ──▶ cancelled
    ├─▶ rejected│
-   ├─▶ cancelled ◀─ (customer or staff, until shipped)
-   └─▶ expired ◀── (beat task: pending or reserved for too long)
+   ├─▶ cancelled ◀─ (customer or staff, until shipped; the risk check's block)
+   └─▶ expired ◀── (beat task: pending or reserved for too long; never held)
 """
 
 from collections.abc import Sequence
@@ -17,6 +19,7 @@ from django.db import models
 class OrderStatus(models.TextChoices):
     PENDING = "pending", "Pending (awaiting stock)"
     RESERVED = "reserved", "Reserved (awaiting payment)"
+    HELD = "held", "Held (awaiting risk review)"
     REJECTED = "rejected", "Rejected (out of stock)"
     PAID = "paid", "Paid"
     PAYMENT_FAILED = "payment_failed", "Payment failed"
@@ -29,7 +32,9 @@ class OrderStatus(models.TextChoices):
 S = OrderStatus
 TRANSITIONS: dict[str, frozenset[str]] = {
     S.PENDING: frozenset({S.RESERVED, S.REJECTED, S.CANCELLED, S.EXPIRED}),
-    S.RESERVED: frozenset({S.PAID, S.PAYMENT_FAILED, S.CANCELLED, S.EXPIRED}),
+    S.RESERVED: frozenset({S.PAID, S.PAYMENT_FAILED, S.HELD, S.CANCELLED, S.EXPIRED}),
+    # A hold waits for staff however long it takes: it never expires. Stock stays reserved.
+    S.HELD: frozenset({S.RESERVED, S.CANCELLED}),
     S.PAID: frozenset({S.SHIPPED, S.CANCELLED}),
     S.PAYMENT_FAILED: frozenset({S.CANCELLED}),
     S.SHIPPED: frozenset({S.DELIVERED}),

@@ -2,7 +2,8 @@
 
 Server-rendered: figures from the selectors, the per-minute chart as inline SVG drawn here
 (no script, nothing from a CDN). The broker is asked for lag with a short timeout; when it
-does not answer, the page says so and shows everything else."""
+does not answer, the page says so and shows everything else; so does Redis for the payment
+circuit breaker's state."""
 
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import urlencode
 
 from kafka_bridge.selectors import (
@@ -18,8 +20,9 @@ from kafka_bridge.selectors import (
     dead_letters_recent,
     outbox_backlog,
 )
-from orders.selectors import orders_count_by_status
+from orders.selectors import orders_count_by_status, payment_circuit
 from reporting.selectors import MinuteCounts, pipeline_minutes
+from risk.selectors import risk_decisions_count
 
 CHART_WIDTH, CHART_HEIGHT = 1200, 200
 CHART_LEFT, CHART_RIGHT, CHART_BOTTOM = 48, 24, 24  # room for the axis labels
@@ -89,5 +92,8 @@ def pipeline_dashboard(request: HttpRequest) -> HttpResponse:
         "dead_letters_by_topic": by_topic,
         "dead_letters_url": dead_letters,
         "recent_failures": dead_letters_recent(limit=10),
+        "payment_circuit": payment_circuit(now=timezone.now()),
+        "risk_decisions": risk_decisions_count(),
+        "risk_url": reverse("admin:risk_riskassessment_changelist"),
     }
     return render(request, "reporting/admin/pipeline_dashboard.html", context)

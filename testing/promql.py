@@ -9,9 +9,11 @@ import subprocess
 from prometheus_client import REGISTRY
 from prometheus_client.core import Metric
 
+import common.circuit_breaker  # (registers the circuit breakers' metrics)
 import common.metrics  # noqa: F401  (registers the web tier's metrics)
 import kafka_bridge.metrics  # noqa: F401  (registers the workers' metrics)
 import orders.metrics  # noqa: F401  (registers the payment outcomes)
+import risk.metrics  # noqa: F401  (registers the risk decisions)
 from kafka_bridge.metrics import OutboxBacklogCollector
 
 SAMPLE_SUFFIXES = {

@@ -75,6 +75,15 @@ TEST_ENVIRONMENT = {
     # Webhook receivers in tests listen on 127.0.0.1 over http:// (the SSRF guard's own tests
     # turn the guard back on).
     "WEBHOOKS_ALLOW_PRIVATE": "true",
+    # Likewise the risk check: tests place dozens of orders per customer within seconds,
+    # many on one shared token (tok_decline), which is what its velocity rules hold. The
+    # risk tests turn it on (risk/tests/, tests/test_risk_pipeline.py).
+    "RISK_ENABLED": "false",
+    # The tests of retries and dead letters fail one order's charge again and again
+    # (tok_unavailable), which the payment circuit breaker would take for an outage, holding
+    # the order back instead of dead-lettering it. The breaker's tests set their own limit
+    # (tests/test_payment_breaker.py).
+    "PAYMENTS_BREAKER_FAIL_MAX": "1000",
 }
 
 

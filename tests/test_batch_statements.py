@@ -72,3 +72,27 @@ def test_a_batch_of_one_is_one_transaction_without_savepoints():
     # ... and the whole saga stayed within its statement budget
     total = sum(sum(counts.values()) for counts in statements.values())
     assert total <= SAGA_STATEMENTS_AT_MOST, {k: sum(c.values()) for k, c in statements.items()}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_risk_check_adds_one_transaction_and_a_few_statements_to_the_charge(settings):
+    # Given the saga run as batches of one without the risk check, then with it
+    payment_gateway.cache_clear()
+    _saga_batches_of_one()
+    without = _saga_batches_of_one()[("orders", "inventory.reserved")]
+    settings.RISK = {**settings.RISK, "ENABLED": True}
+    with_check = _saga_batches_of_one()[("orders", "inventory.reserved")]
+
+    # Then the check commits in a transaction of its own, between the reservation and the
+    # charge, with no savepoint, and costs a fixed handful of statements (a batch of 500
+    # costs the same: risk/tests/test_services.py)
+    assert (without["BEGIN"], with_check["BEGIN"]) == (2, 3)
+    assert not with_check["SAVEPOINT"]
+    added = sum(with_check.values()) - sum(without.values())
+    assert added <= RISK_STATEMENTS_AT_MOST, dict(with_check - without)
+
+
+# The check: the assessments known, the orders' facts, three or four reads of their history
+# (the token's orders only with a token), the assessment and outbox inserts, BEGIN and
+# COMMIT: 9 when this was pinned (10 with a payment token).
+RISK_STATEMENTS_AT_MOST = 10

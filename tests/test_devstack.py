@@ -25,8 +25,17 @@ def _make_run_environment(tmp_path) -> dict[str, str]:  # type: ignore[no-untype
     env = {
         key: value
         for key, value in os.environ.items()
-        # API_THROTTLING too: `make run` has its rate limits on (counted in its own Redis).
-        if key not in {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "KAFKA_NAMESPACE", "API_THROTTLING"}
+        # API_THROTTLING too: `make run` has its rate limits on (counted in its own Redis);
+        # and the risk check and the payment circuit breaker as they are by default.
+        if key
+        not in {
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "REDIS_URL",
+            "KAFKA_NAMESPACE",
+            "API_THROTTLING",
+            "RISK_ENABLED",
+            "PAYMENTS_BREAKER_FAIL_MAX",
+        }
     }
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'dev.sqlite3'}"
     return env

@@ -164,3 +164,20 @@ def test_prometheus_scrapes_the_web_tier_every_worker_service_and_kafka_exporter
     assert {"relay", "consumer-inventory", "consumer-dead-letters"} <= workers
     # One exporter speaks for the whole Kafka cluster (docs/alerts.md, "Broker metrics").
     assert targets["kafka-exporter"] == {"kafka-exporter:9308"}
+
+
+def test_the_payments_row_shows_the_circuit_breaker_its_transitions_and_risk_decisions():
+    rows = _rows(json.loads(DASHBOARD.read_text())["panels"])
+    assert _queried(rows["Payments and risk"]) == {
+        "circuit_breaker_state",
+        "circuit_breaker_transitions_total",
+        "payment_charges_total",
+        "risk_assessments_total",
+    }
+    [state] = [p for p in rows["Payments and risk"] if p["type"] == "state-timeline"]
+    names = state["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert {value: name["text"] for value, name in names.items()} == {
+        "0": "closed",
+        "1": "half-open",
+        "2": "open",
+    }

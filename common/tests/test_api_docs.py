@@ -79,6 +79,21 @@ EXPECTED_ERRORS = {
         "404": ERROR,
         "409": CONFLICT,
     },
+    # staff review of the orders the risk check held
+    ("get", "/api/orders/held/"): {**EVERY_OPERATION, "403": ERROR, "404": ERROR},
+    ("get", "/api/orders/{order_id}/risk/"): {**EVERY_OPERATION, "403": ERROR, "404": ERROR},
+    ("post", "/api/orders/{order_id}/approve/"): {
+        **EVERY_OPERATION,
+        "403": ERROR,
+        "404": ERROR,
+        "409": CONFLICT,
+    },
+    ("post", "/api/orders/{order_id}/reject/"): {
+        **EVERY_OPERATION,
+        "403": ERROR,
+        "404": ERROR,
+        "409": CONFLICT,
+    },
     ("get", "/api/products/"): {**EVERY_OPERATION, "404": ERROR},
     # the customer's notification channels
     ("get", "/api/notification-preferences/"): EVERY_OPERATION,

@@ -79,6 +79,7 @@ def test_cancellation_is_allowed_until_shipping_and_never_after():
     assert {
         OrderStatus.PENDING,
         OrderStatus.RESERVED,
+        OrderStatus.HELD,  # by the customer, or by staff rejecting it after a risk review
         OrderStatus.PAID,
         OrderStatus.PAYMENT_FAILED,
     } == CANCELLABLE

@@ -1,6 +1,7 @@
 """The admin's pipeline dashboard: its figures (selectors) and who may see it. The page in
 a real browser is in tests/test_browser.py."""
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -135,3 +136,57 @@ def test_lag_is_summed_per_consumer_group(kafka_namespace):
     groups = {g.group: g for g in lag.groups}
     assert any(name.endswith("inventory") for name in groups)
     assert all(g.partitions > 0 and g.lag >= 0 for g in groups.values())
+
+
+@pytest.mark.integration
+def test_the_payment_circuit_shows_its_state_and_the_orders_waiting(client: Client, settings):
+    # Given an open payment breaker (this test's own) and an order reserved long ago, unpaid
+    from common.redis_client import redis_client
+    from orders.breaker import payment_breaker
+    from orders.services import order_mark_reserved
+
+    settings.KAFKA = {**settings.KAFKA, "NAMESPACE": f"dash{timezone.now().timestamp()}-"}
+    payment_breaker.cache_clear()
+    breaker = payment_breaker()
+    try:
+        redis_client().hset(
+            breaker.key, mapping={"state": "open", "failures": 5, "opened_at": 1_700_000_000_000}
+        )
+        [order_id] = _orders(1)
+        order_mark_reserved(order_id=uuid.UUID(order_id))
+        Order.objects.filter(id=order_id).update(
+            status_changed_at=timezone.now() - timedelta(minutes=5)
+        )
+        client.force_login(staff_create())
+
+        page = client.get(URL).content.decode()
+
+        # Then the page says it is open, with its failures and the order waiting
+        assert 'id="circuit-state" data-state="open">open<' in page.replace("\n", "")
+        assert f"5 of {breaker.fail_max}" in page
+        assert "2023-11-14 22:13:20" in page
+        assert '?status=reserved">1</a>' in page
+        # and the risk decisions are listed with zeros, linking to the assessments
+        assert 'data-decision="hold"' in page
+    finally:
+        breaker.reset()
+        payment_breaker.cache_clear()
+
+
+def test_without_redis_the_page_says_the_breaker_state_is_unknown(client: Client, settings):
+    from orders.breaker import payment_breaker
+    from tools.localservices import free_port
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    payment_breaker.cache_clear()
+    from common.redis_client import redis_client
+
+    redis_client.cache_clear()
+    try:
+        client.force_login(staff_create())
+        page = client.get(URL).content.decode()
+        assert 'data-state="unknown"' in page
+        assert 'id="circuit-unavailable"' in page
+    finally:
+        redis_client.cache_clear()
+        payment_breaker.cache_clear()

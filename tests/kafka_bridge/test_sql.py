@@ -1,4 +1,5 @@
-"""kafka_bridge.sql: the one-statement UPDATE gives the same rows as Django's bulk_update."""
+"""kafka_bridge.sql: the one-statement UPDATE gives the same rows as Django's bulk_update; the
+one-statement INSERT takes JSON columns and returns what ON CONFLICT let in."""
 
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -7,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from kafka_bridge.sql import rows_update
+from kafka_bridge.sql import rows_insert, rows_update
 from reporting.models import CustomerOrderSummary
 
 pytestmark = pytest.mark.django_db
@@ -46,3 +47,38 @@ def test_rows_update_of_nothing_sends_nothing():
     with CaptureQueriesContext(connection) as queries:
         rows_update(CustomerOrderSummary, [], FIELDS)
     assert not queries
+
+
+def test_rows_insert_writes_json_columns_and_returns_the_rows_let_in():
+    fields = (
+        "generation",
+        "customer_id",
+        "currency",
+        "orders_by_status",
+        "orders_placed",
+        "lifetime_value",
+    )
+    statuses = {"paid": 2, "held": 1}
+    conflict = "ON CONFLICT (generation, customer_id) DO NOTHING RETURNING customer_id"
+
+    with CaptureQueriesContext(connection) as queries:
+        first = rows_insert(
+            CustomerOrderSummary,
+            fields,
+            [(1, 1, "EUR", statuses, 3, Decimal(0)), (1, 2, "EUR", {}, 0, Decimal(0))],
+            suffix=conflict,
+        )
+    again = rows_insert(
+        CustomerOrderSummary,
+        fields,
+        [(1, 2, "USD", {"x": 1}, 1, Decimal(0)), (1, 3, "EUR", [], 0, Decimal(0))],
+        suffix=conflict,
+    )
+
+    assert len(queries) == 1
+    assert sorted(first) == [(1,), (2,)]
+    assert again == [(3,)]  # customer 2 was there: kept as it was
+    stored = {row.customer_id: row for row in CustomerOrderSummary.objects.all()}
+    assert stored[1].orders_by_status == statuses
+    assert (stored[2].currency, stored[2].orders_by_status) == ("EUR", {})
+    assert stored[3].orders_by_status == []

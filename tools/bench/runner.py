@@ -123,6 +123,12 @@ class Bench:
             # The load generator is one client sending as fast as the server answers:
             # rate limits would measure themselves, not the pipeline.
             "API_THROTTLING": "false",
+            # The risk check runs on every order, as deployed, so that its cost is measured;
+            # but it acts on none: the load generator rotates a few hundred customers through
+            # thousands of orders a minute, which its velocity rules would hold.
+            "RISK_ENABLED": "true",
+            "RISK_REVIEW_SCORE": "1000000",
+            "RISK_BLOCK_SCORE": "1000000",
             "PYTHONUNBUFFERED": "1",
         }
         if opts.web_concurrency:
