@@ -26,7 +26,7 @@ from rest_framework.request import Request  # noqa: E402
 from rest_framework.response import Response  # noqa: E402
 from rest_framework.views import APIView  # noqa: E402
 
-from common.views import not_found  # noqa: E402
+from common.views import bad_request, not_found  # noqa: E402
 
 BARE_PATH = "/api/bench/bare/"
 
@@ -44,5 +44,6 @@ urlpatterns: list[Any] = [
 ]
 # Under /api/, an unknown URL answers in the API's error format, as in ecommerce.urls.
 handler404 = not_found
+handler400 = bad_request
 # Django reads ROOT_URLCONF at each request: from the first one on, this module's.
 settings.ROOT_URLCONF = __name__
