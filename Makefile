@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # successor): noted once here rather than in every test log.
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: run test test-fast bench docs clean chromium caddy promtool alerts
+.PHONY: run test test-fast bench docs clean chromium caddy promtool alerts wrk
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python >= 3.11)"; exit 1; }
@@ -86,7 +86,15 @@ test-fast: $(STAMP) chromium caddy
 # redis-server and a fresh `ecommerce_bench` database on the local PostgreSQL. Options:
 # BENCH_ARGS, e.g. make bench BENCH_ARGS="--gateway-latency-ms 150".
 BENCH_OUT ?= .run/bench
-bench: $(STAMP)
+# Debian's wrk, for the web tier's comparison with the bare view (tools/bench/web.py),
+# installed with apt-get when missing, as chromium is. Without it the bench uses its own
+# load generator.
+wrk:
+	@command -v wrk >/dev/null || { \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
+
+bench: $(STAMP) wrk
 	mkdir -p $(BENCH_OUT)
 	$(BIN)/python -m tools.bench --json $(BENCH_OUT)/bench.json --plot $(BENCH_OUT)/bench.png $(BENCH_ARGS)
 

@@ -21,7 +21,10 @@ from common.structured_logs import logging_config
 # Threads overlap those waits, so one process per core plus one (for a worker that is busy
 # in pure Python or collecting garbage) keeps the cores busy; the classic 2 x cores + 1 is
 # for sync workers. Each thread holds its own database connection (workers x threads).
-worker_class = "gthread"
+# The worker is gthread's, except that the errors gunicorn answers itself (a request line over
+# limit_request_line: 414; a malformed request line or header: 400; headers too large: 431)
+# are JSON in the API's error format, as the OpenAPI schema declares (common/http_worker.py).
+worker_class = "common.http_worker.JsonErrorThreadWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", len(os.sched_getaffinity(0)) + 1))
 threads = int(os.environ.get("WEB_THREADS", 4))
 bind = [os.environ.get("WEB_BIND", "0.0.0.0:8000")]

@@ -5,7 +5,8 @@ common.api_errors, which DRF's settings import early.
 Errors come in the API's one error format (common.api_errors): `{"detail": "..."}`
 (component `Error`), or, for invalid input, the messages by field (component
 `FieldErrors`). `AutoSchema` declares what the framework answers on its own (400, 401, 403,
-404, 406, 413, 415, 429); an operation declares its own refusals (409, 422) with
+404, 406, 413, 415, 429), and what gunicorn answers before the application runs (400, 414,
+431; common.http_worker); an operation declares its own refusals (409, 422) with
 `@extend_schema(responses=...)`, using these serializers.
 """
 
@@ -83,7 +84,7 @@ class AutoSchema(openapi.AutoSchema):
             errors["400"] = (
                 {"anyOf": bodies},
                 "Invalid input: messages by field (`FieldErrors`), or `detail` for a body "
-                "that is not valid JSON.",
+                "that is not valid JSON or a request line or header that cannot be parsed.",
                 {},
             )
         if has_body:
@@ -125,6 +126,23 @@ class AutoSchema(openapi.AutoSchema):
                 "no such page.",
                 {},
             )
+        # What gunicorn answers before the application sees the request
+        # (common.http_worker: in this error format too).
+        errors.setdefault(
+            "400",
+            (ErrorSerializer, "A request line or header that cannot be parsed.", {}),
+        )
+        errors["414"] = (
+            ErrorSerializer,
+            "The request line (method, URL and query) is longer than the server takes "
+            "(gunicorn's limit_request_line, 4,094 bytes).",
+            {},
+        )
+        errors["431"] = (
+            ErrorSerializer,
+            "Request headers over the server's limits (their number, or one header's size).",
+            {},
+        )
         errors["406"] = (ErrorSerializer, "The Accept header allows no `application/json`.", {})
         if self.view.get_throttles():
             errors["429"] = (

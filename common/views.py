@@ -1,5 +1,6 @@
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
+from django.views.defaults import bad_request as django_bad_request
 from django.views.defaults import page_not_found
 from rest_framework.exceptions import NotFound
 
@@ -30,3 +31,14 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": str(NotFound.default_detail)}, status=404)
     return page_not_found(request, exception)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 400 handler (e.g. a Host header not in ALLOWED_HOSTS, before any view runs):
+    JSON in the API's error format under /api/, Django's own page elsewhere."""
+    if request.path.startswith("/api/"):
+        response = JsonResponse({"detail": "Bad Request"}, status=400)
+        # Refused inside CommonMiddleware, whose response handling would have set it.
+        response["Content-Length"] = str(len(response.content))
+        return response
+    return django_bad_request(request, exception)

@@ -8,12 +8,14 @@ from drf_spectacular.views import (
 )
 
 from common.metrics import metrics
-from common.views import healthz, not_found, readyz
+from common.views import bad_request, healthz, not_found, readyz
 from reporting.dashboard import pipeline_dashboard
 
 # Under /api/, a URL that is no route (an unknown path, a malformed order id) answers in the
-# API's error format; elsewhere Django's page. (With DJANGO_DEBUG Django shows its debug page.)
+# API's error format; elsewhere Django's page. So is a request Django refuses before any view
+# (400: a Host header not allowed). (With DJANGO_DEBUG Django shows its debug page.)
 handler404 = not_found
+handler400 = bad_request
 
 urlpatterns = [
     path("healthz/", healthz, name="healthz"),

@@ -2,9 +2,11 @@
 
 **One publisher at a time.** On PostgreSQL the right to publish is a session-level advisory
 lock (`PublishRight`). A relay takes it with `pg_try_advisory_lock` when it has work, keeps it
-across batches while rows are pending or in flight, and releases it once it has caught up and
-every row it produced is acknowledged and stamped. Any number of relays can run: the others
-are hot standbys that try the lock on each wake-up or poll. The lock belongs to the database
+while rows keep coming (pending, in flight, or found within the last poll interval), and
+releases it once it has found nothing for a poll interval and every row it produced is
+acknowledged and stamped. So at a steady trickle it takes the lock once, not on every wake-up.
+Any number of relays can run: the others are hot standbys that try the lock on each wake-up or
+poll. The lock belongs to the database
 session, so a relay that dies loses it at once; a relay whose connection was replaced notices
 before its next batch, stops producing and waits for what it has in flight before trying
 again. While it holds the lock a relay never recycles its connection. Other databases (SQLite
@@ -13,10 +15,11 @@ for `make run`) have no such lock: run a single relay there.
 **Pipelined batches.** The holder reads plain values (no model instances, no JSON parsing): the
 oldest `batch_size` pending rows that are not in flight. It hands them to the producer, and
 only then waits for the acknowledgements of the batch before, so reading and producing one
-batch overlaps the broker round trip of the previous one (at most two batches in flight). Each
-batch's delivered rows are stamped `published_at` with one UPDATE, in the transaction that
-reads the next batch; that commit does not wait for its WAL flush, since a stamp lost in a
-database crash only causes a duplicate publish. A delivery failure is recorded on its row
+batch overlaps the broker round trip of the previous one (at most two batches in flight). On
+PostgreSQL each step is one statement: an UPDATE in a WITH clause stamps the delivered rows
+`published_at`, and its SELECT reads the next batch; its commit does not wait for the WAL
+flush (a session setting, made when the lock is taken), since a stamp lost in a database
+crash only causes a duplicate publish. A delivery failure is recorded on its row
 (`attempts`, `last_error`) and, the row being pending again, it is read first by the next
 batch. Reading from the oldest pending row every time, rather than after the last id produced,
 matters: a row whose transaction committed after higher ids were published is read before any
@@ -78,6 +81,23 @@ ROW_VALUES = (
 TRACED_ROW_VALUES = (*ROW_VALUES, "trace_context")
 
 
+def _read_sql_parts(values: tuple[str, ...]) -> tuple[str, str]:
+    quote = connection.ops.quote_name
+    meta = OutboxEvent._meta
+    return quote(meta.db_table), ", ".join(quote(meta.get_field(v).column) for v in values)
+
+
+class _ReadSqlParts(dict[bool, tuple[str, str]]):
+    """The quoted table and column list of the relay's read, untraced and traced."""
+
+    def __missing__(self, traced: bool) -> tuple[str, str]:
+        self[traced] = _read_sql_parts(TRACED_ROW_VALUES if traced else ROW_VALUES)
+        return self[traced]
+
+
+_READ_SQL_PARTS = _ReadSqlParts()
+
+
 @contextlib.contextmanager
 def _postgres_local(**config: str) -> Iterator[None]:
     """A transaction whose statements run with these PostgreSQL settings (as SET LOCAL);
@@ -119,9 +139,21 @@ class PublishRight:
             return True  # advisory locks stack: taking it twice would need two releases
         connection.ensure_connection()
         if self._enforced():
+            # The same statement sets the relay's session up (whether or not it got the
+            # lock; the session does nothing but relay work). Statistics taken before a
+            # backlog say that almost nothing is pending: PostgreSQL would then read and
+            # sort the whole backlog for every batch (a bitmap scan) instead of walking the
+            # pending index in id order. And a stamp lost in a database crash only causes a
+            # duplicate publish, which consumers ignore: its commit need not wait for the
+            # WAL flush.
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_try_advisory_lock(%s)", [self.LOCK_KEY])
-                (acquired,) = cursor.fetchone()
+                cursor.execute(
+                    "SELECT pg_try_advisory_lock(%s),"
+                    " set_config('enable_bitmapscan', 'off', false),"
+                    " set_config('synchronous_commit', 'off', false)",
+                    [self.LOCK_KEY],
+                )
+                acquired = cursor.fetchone()[0]
             if not acquired:
                 return False
         self._session = connection.connection
@@ -184,6 +216,18 @@ class OutboxRelay:
     failed_recently: bool = False
     # Whether batches are traced (kafka_bridge.tracing): decided once, at start-up.
     traced: bool = field(default_factory=lambda: tracing.enabled)
+    # The right is kept while rows keep coming: given up only after a read found nothing
+    # for this long (and nothing is in flight). At a steady trickle of orders that is never,
+    # which saves taking and releasing the lock on every wake-up.
+    hold_idle_seconds: float = field(
+        default_factory=lambda: settings.OUTBOX["POLL_INTERVAL_SECONDS"]
+    )
+    _last_rows_at: float = 0.0
+
+    @property
+    def idle(self) -> bool:
+        """Caught up with nothing in flight: the next step can wait for a wake-up."""
+        return self._caught_up and not self._in_flight
 
     @property
     def active(self) -> bool:
@@ -205,26 +249,52 @@ class OutboxRelay:
         settled = self._await_acks(keep=0 if self._caught_up else PIPELINE_DEPTH - 1)
         in_flight = [row_id for batch in self._in_flight for row_id in batch.ids]
         rows: list[tuple] = []
-        # Statistics taken before a backlog say that almost nothing is pending: PostgreSQL
-        # would then read and sort the whole backlog for every batch (a bitmap scan) instead
-        # of walking the pending index in id order. See _settle_all on synchronous_commit.
-        with _postgres_local(enable_bitmapscan="off", synchronous_commit="off"):
-            stamped = self._record_outcomes()
-            if settled:  # else acknowledgements timed out: produce nothing more for now
-                pending = OutboxEvent.objects.filter(published_at__isnull=True)
-                if in_flight:
-                    pending = pending.exclude(id__in=in_flight)
-                values = TRACED_ROW_VALUES if self.traced else ROW_VALUES
-                rows = list(pending.order_by("id").values_list(*values)[: self.batch_size])
+        if settled and self._one_statement():
+            rows, stamped = self._stamp_and_read(in_flight)
+        else:
+            # The session's settings (PublishRight.acquire) are PostgreSQL's; elsewhere, a
+            # transaction. Also the path for recording failed deliveries.
+            with _postgres_local(enable_bitmapscan="off", synchronous_commit="off"):
+                stamped = self._record_outcomes()
+                if settled:  # else acknowledgements timed out: produce nothing more for now
+                    pending = OutboxEvent.objects.filter(published_at__isnull=True)
+                    if in_flight:
+                        pending = pending.exclude(id__in=in_flight)
+                    values = TRACED_ROW_VALUES if self.traced else ROW_VALUES
+                    rows = list(pending.order_by("id").values_list(*values)[: self.batch_size])
         self._outcomes_committed()
         if not settled:
             return stamped
+        now = time.monotonic()
         if rows:
             self._produce(rows)
+            self._last_rows_at = now
         self._caught_up = len(rows) < self.batch_size
-        if not rows and not self._in_flight:
+        if not rows and not self._in_flight and now - self._last_rows_at >= self.hold_idle_seconds:
             self.right.release()
         return stamped
+
+    def _one_statement(self) -> bool:
+        """Whether this step can stamp and read in one statement: on PostgreSQL, when no
+        acknowledged row failed (failures are recorded by the transaction path)."""
+        return connection.vendor == "postgresql" and not any(b.failed for b in self._acked)
+
+    def _stamp_and_read(self, in_flight: list[int]) -> tuple[list[tuple], int]:
+        """Stamp the delivered rows and read the next batch in one statement (its own
+        transaction: autocommit): an UPDATE in a WITH clause, then the oldest pending rows
+        that are neither in flight nor just stamped (the SELECT sees the table as it was
+        before the UPDATE). Returns (rows, how many were stamped)."""
+        delivered = [row_id for batch in self._acked for row_id in batch.delivered]
+        table, columns = _READ_SQL_PARTS[self.traced]
+        sql = (
+            f"WITH stamped AS (UPDATE {table} SET published_at = %s WHERE id = ANY(%s)) "
+            f"SELECT {columns} FROM {table} "
+            "WHERE published_at IS NULL AND NOT (id = ANY(%s)) ORDER BY id LIMIT %s"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [timezone.now(), delivered, delivered + in_flight, self.batch_size])
+            rows = cursor.fetchall()
+        return rows, len(delivered)
 
     def _produce(self, rows: list[tuple]) -> None:
         batch = _Batch()
@@ -372,7 +442,7 @@ class OutboxRelay:
                 if time.monotonic() - last_report > 30 and self.published_total:
                     logger.info("outbox relay: %d events published so far", self.published_total)
                     last_report = time.monotonic()
-                if not self.active:  # caught up, or another relay is publishing
+                if not self.active or self.idle:  # another relay publishes, or caught up
                     wake.wait(poll_interval, stop)
                 elif self.failed_recently:
                     stop.wait(poll_interval)

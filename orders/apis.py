@@ -16,7 +16,6 @@ from drf_spectacular.utils import (
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAdminUser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -27,6 +26,7 @@ from rest_framework.views import APIView
 from common.api_errors import ApiDomainError
 from common.api_fields import StrictCharField, StrictIntegerField
 from common.api_schema import ErrorSerializer, FieldErrorsSerializer
+from common.pagination import PageNumberPagination
 from common.structured_logs import bind_contextvars
 from common.throttling import OrderCreateRateThrottle
 from orders.events import ShippingAddress

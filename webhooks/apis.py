@@ -6,13 +6,13 @@ import uuid
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.api_fields import StrictCharField
+from common.pagination import PageNumberPagination
 from webhooks.models import WebhookEndpoint
 from webhooks.payloads import ALL_EVENTS, SUBSCRIBABLE_EVENT_TYPES
 from webhooks.selectors import webhook_endpoint_get, webhook_endpoint_list

@@ -47,7 +47,15 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 FIELD_ERRORS = {"$ref": "#/components/schemas/FieldErrors"}
 CONFLICT = {"$ref": "#/components/schemas/OrderStatusConflict"}
 INVALID_INPUT = {"anyOf": [FIELD_ERRORS, ERROR]}
-EVERY_OPERATION = {"401": ERROR, "406": ERROR, "429": ERROR}
+# 400 (a request line or header gunicorn cannot parse), 414 and 431: gunicorn's own answers
+EVERY_OPERATION = {
+    "400": ERROR,
+    "401": ERROR,
+    "406": ERROR,
+    "414": ERROR,
+    "429": ERROR,
+    "431": ERROR,
+}
 WITH_BODY = {"400": INVALID_INPUT, "413": ERROR, "415": ERROR}
 EXPECTED_ERRORS = {
     ("get", "/api/orders/"): {**EVERY_OPERATION, "404": ERROR},  # no such page

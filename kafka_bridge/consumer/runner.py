@@ -49,6 +49,9 @@ from .tracing import events_traced
 
 logger = logging.getLogger(__name__)
 
+# Stale database connections are looked for before a batch at most this often.
+CONNECTION_CHECK_INTERVAL_SECONDS = 1.0
+
 
 @dataclass
 class ProcessingStats:
@@ -65,6 +68,7 @@ class ConsumerRunner:
     stop: StopFlag = field(default_factory=StopFlag)
     stats: ProcessingStats = field(default_factory=ProcessingStats)
     joined: bool = field(default=False, init=False)  # the group has assigned us (maybe nothing)
+    _next_connections_check: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         kafka = settings.KAFKA
@@ -111,7 +115,7 @@ class ConsumerRunner:
                 self.heartbeat.beat()
                 messages = self._poll_batch()
                 if messages:
-                    close_old_connections()
+                    self._connections_check()
                     self.metrics.batch_polled(messages)
                     started = time.perf_counter()
                     raw = self.spec.is_raw
@@ -143,6 +147,17 @@ class ConsumerRunner:
                 self.stats.dead_lettered,
                 self.stats.batches,
             )
+
+    def _connections_check(self) -> None:
+        """Close stale database connections (broken, or older than CONN_MAX_AGE) before a
+        batch, at most once per CONNECTION_CHECK_INTERVAL_SECONDS: each check costs the
+        batch after it a `SELECT 1` (CONN_HEALTH_CHECKS), which at low load, one event per
+        batch, was a statement per batch. A connection that breaks in between fails its
+        batch, whose retry checks again."""
+        now = time.monotonic()
+        if now >= self._next_connections_check:
+            close_old_connections()
+            self._next_connections_check = now + CONNECTION_CHECK_INTERVAL_SECONDS
 
     def _log_context_bind(self, items: Sequence[Received]) -> None:
         """Every line logged while this batch is in hand names the group, and the message

@@ -30,7 +30,9 @@ DESCRIPTION = (
     "Celery) against the configured PostgreSQL, Redis and broker, driven over HTTP by a "
     "separate load generator: (a) intake with workers idle, (b) backlog drain per stage, "
     "(c) the full pipeline at saturation, (d) latency at a fixed rate with a per-hop "
-    "breakdown, (e) raw confluent-kafka baselines, (f) latency at lower rates; or, with "
+    "breakdown, (e) raw confluent-kafka baselines, (f) latency at lower rates, (h) CPU per "
+    "order per process at a steady rate, and the web tier against a bare authenticated "
+    "view; or, with "
     "--tracing-cost, (g) alone: CPU per order with tracing off and on. Prints a "
     "table; --json and --plot write every figure and a chart. `make bench` sets up the "
     "services."
@@ -151,6 +153,25 @@ def parser_build() -> argparse.ArgumentParser:
         default=defaults.tracing_rounds,
         help="(g) pairs of rounds (off, then on).",
     )
+    add(
+        "--cost-rate",
+        type=float,
+        default=defaults.cost_rate,
+        help="(h) orders/s, open loop, every consumer running: CPU per order per process.",
+    )
+    add("--cost-seconds", type=float, default=defaults.cost_seconds, help="(h) duration.")
+    add(
+        "--web-seconds",
+        type=float,
+        default=defaults.web_seconds,
+        help="Web tier vs the bare authenticated view: seconds per target (wrk if installed).",
+    )
+    add(
+        "--cost-only",
+        action="store_true",
+        help="Only the generator ceiling, the web comparison, (h) and (c): the quick loop "
+        "for CPU per order.",
+    )
     add("--json", dest="json_path", help="Write every figure as JSON to this path.")
     add("--plot", dest="plot_path", help="Write a PNG chart to this path (matplotlib).")
 
@@ -172,6 +193,8 @@ def bench_run(options: dict[str, Any]) -> None:
         raise UsageError("--sweep-seconds must be positive")
     if min(bench_options.tracing_rate, bench_options.tracing_seconds) <= 0:
         raise UsageError("--tracing-rate and --tracing-seconds must be positive")
+    if min(bench_options.cost_rate, bench_options.cost_seconds, bench_options.web_seconds) <= 0:
+        raise UsageError("--cost-rate, --cost-seconds and --web-seconds must be positive")
     if bench_options.tracing_rounds < 1:
         raise UsageError("--tracing-rounds must be at least 1")
     if options["plot_path"]:

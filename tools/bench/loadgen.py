@@ -7,7 +7,8 @@ Closed loop (default): every connection sends its next request as soon as the pr
 answer arrived, for `--duration` seconds or `--count` requests: the server's capacity.
 Open loop (`--rate R`): request i is due at start + i/R whatever the server does; its latency
 counts from that due time, so a slow server shows up as latency instead of as fewer
-requests (no coordinated omission). Without `--tokens-file` it sends GETs (e.g. to a trivial
+requests (no coordinated omission). With `--method GET` it GETs the URL as the customers of
+`--tokens-file`. Without `--tokens-file` it sends anonymous GETs (e.g. to a trivial
 endpoint, to show the generator's own ceiling).
 
 Prints nothing but a progress bar; writes a JSON result to `--out`: counts per status,
@@ -41,11 +42,17 @@ class Target:
     path: str
     tokens: list[str]
     skus: list[str]
+    method: str = "POST"
 
     def request(self, index: int) -> bytes:
         """Request number `index`: customers and SKUs in rotation."""
         if not self.tokens:
             return (f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n").encode()
+        if self.method == "GET":
+            return (
+                f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                f"Authorization: Token {self.tokens[index % len(self.tokens)]}\r\n\r\n"
+            ).encode()
         sku = self.skus[index % len(self.skus)]
         body = f'{{"items":[{{"sku":"{sku}","quantity":1}}]}}'.encode()
         return (
@@ -204,8 +211,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         path=parts.path or "/",
         tokens=tokens,
         skus=[s for s in args.skus.split(",") if s],
+        method=args.method,
     )
-    if tokens and not target.skus:
+    if tokens and args.method == "POST" and not target.skus:
         raise SystemExit("--skus is required with --tokens-file")
     results = Results()
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -258,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True)
     parser.add_argument("--tokens-file", help="API tokens, one a line: POST orders as them.")
+    parser.add_argument(
+        "--method",
+        choices=("POST", "GET"),
+        default="POST",
+        help="With --tokens-file: POST orders (default), or GET --url as those customers.",
+    )
     parser.add_argument("--skus", default="", help="Comma-separated SKUs, used in rotation.")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--duration", type=float, default=0.0, help="Seconds (0: use --count).")

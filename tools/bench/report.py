@@ -184,8 +184,78 @@ def table(results: dict[str, Any]) -> str:
             ),
         ]
     lines += latency_by_rate_table(results)
+    lines += cost_table(results)
+    lines += web_compare_table(results)
     lines += ["", *cpu_table(results)]
     return "\n".join(lines)
+
+
+COST_TOTALS = ("ours", "ours + PostgreSQL + Redis", "all")
+
+
+def cost_table(results: dict[str, Any]) -> list[str]:
+    """(h) and (c): CPU ms per order of each process and service, and the totals."""
+    phases = {
+        f"(h) {fmt(results[key].get('target_per_s'))}/s"
+        if key == "cost"
+        else "(c) saturation": results[key].get("cpu_ms_per_order") or {}
+        for key in ("cost", "saturation")
+        if key in results
+    }
+    phases = {label: figures for label, figures in phases.items() if figures}
+    if not phases:
+        return []
+    roles: list[str] = []
+    for figures in phases.values():
+        roles += [r for r in figures if r not in roles and r not in COST_TOTALS]
+    order = [r for r in ("web", "relay") if r in roles]
+    order += sorted(r for r in roles if r.startswith("consumer-"))
+    order += [r for r in roles if r not in order]
+    rows = [(role, *(fmt(f.get(role), 1) for f in phases.values())) for role in order]
+    rows += [(f"**{t}**", *(fmt(f.get(t), 1) for f in phases.values())) for t in COST_TOTALS]
+    cost = results.get("cost", {})
+    latency = cost.get("created_to_last_notice_ms") or {}
+    lines = [
+        "",
+        "(h) CPU per order (ms), by process: a steady rate with every consumer running "
+        "(metered until the last notice), and (c) at saturation (per order taken in):",
+        *markdown(rows, ("process", *phases)),
+    ]
+    if cost:
+        lines.append(
+            f"(h) {fmt(cost.get('orders_per_s'), 1)} orders/s achieved, "
+            f"{cost.get('completed')} completed, {cost.get('incomplete')} without a last notice; "
+            f"created → last notice p50 {fmt(latency.get('p50'), 0)} ms, "
+            f"p99 {fmt(latency.get('p99'), 0)} ms"
+        )
+    return lines
+
+
+def web_compare_table(results: dict[str, Any]) -> list[str]:
+    """The web tier against the bare authenticated view, same gunicorn, workers idle."""
+    w = results.get("web_compare")
+    if not w:
+        return []
+    rows = [
+        (
+            label,
+            fmt(row["requests_per_s"]),
+            fmt(row["web_cpu_ms_per_request"], 2),
+            str(row["errors"]),
+        )
+        for label, row in w["targets"].items()
+    ]
+    rows += [
+        ("POST orders / GET products", fmt(w["post_vs_products"], 2), "", ""),
+        ("GET products / bare view", fmt(w["products_vs_bare"], 2), "", ""),
+        ("POST orders / bare view", fmt(w["post_vs_bare"], 2), "", ""),
+    ]
+    return [
+        "",
+        f"web tier vs a bare authenticated DRF view ({w['tool']}, {w['connections']} "
+        f"connections, {fmt(w['seconds'])} s each, workers idle):",
+        *markdown(rows, ("target", "req/s (or ratio)", "web CPU per request (ms)", "errors")),
+    ]
 
 
 def _header(results: dict[str, Any]) -> list[str]:

@@ -75,6 +75,13 @@ class BenchOptions:
     tracing_rate: float = 30.0
     tracing_seconds: float = 20.0
     tracing_rounds: int = 2
+    # (h) what an order costs: CPU per process at a steady rate with every consumer running.
+    cost_rate: float = 10.0
+    cost_seconds: float = 30.0
+    # The web tier against the bare authenticated view: seconds per target.
+    web_seconds: float = 5.0
+    # Only the ceiling, the web comparison, (h) and (c): the quick loop while tuning.
+    cost_only: bool = False
 
 
 @dataclass
@@ -156,13 +163,25 @@ class Bench:
         try:
             if opts.tracing_cost:
                 codes = self._tracing_cost(env)
+            elif opts.cost_only:
+                self.web = self._start_web()
+                self._generator_ceiling()
+                self._web_compare()
+                self.supervisor.relay()
+                self.supervisor.consumers()
+                self.celery = self.supervisor.celery_worker()
+                self._settle("warm-up: last notices", self.warm_up_ids, {})
+                self._cost_at_rate()
+                self._saturation()
             else:
                 self.web = self._start_web()
                 self._generator_ceiling()
+                self._web_compare()
                 backlog = self._intake_idle()
                 self._raw_baselines()
                 self._backlog_drain(backlog)
                 self._saturation()
+                self._cost_at_rate()
                 self._fixed_rate()
                 self._latency_by_rate()
         finally:
@@ -174,7 +193,7 @@ class Bench:
             self.say(f"warning: children did not exit cleanly: {bad}; logs in {self.log_dir}")
         self.results["api_errors"] = sum(
             self.results[phase]["errors"]
-            for phase in ("intake_idle", "saturation", "fixed_rate")
+            for phase in ("intake_idle", "saturation", "fixed_rate", "cost", "web_compare")
             if phase in self.results
         ) + sum(r["errors"] for r in self.results.get("tracing_cost", {}).get("rounds", []))
         return self.results
@@ -207,7 +226,8 @@ class Bench:
                 str(REPO_ROOT / "gunicorn.conf.py"),
                 "--bind",
                 f"127.0.0.1:{self.port}",
-                "ecommerce.wsgi:application",
+                # The project's application plus the bench-only bare view (tools/bench/bare.py).
+                "tools.bench.bare:application",
             ],
             label="web",
             **env,
@@ -524,6 +544,9 @@ class Bench:
             if summary["orders_per_s"]
             else None
         )
+        summary["cpu_ms_per_order"] = cpu_ms_per_order(
+            summary["cpu"], meter.wall_seconds, result["ok"]
+        )
         self.results["saturation"] = summary
         self._settle("saturation: drain", ids, summary)
         # The whole cohort, drain included: meaningful when the latency exceeds the window
@@ -561,6 +584,88 @@ class Bench:
         summary["incomplete"] = missing
         summary["created_to_last_notice_ms"] = measure.percentiles(latencies)
         return summary, sorted(latencies), ids
+
+    def _web_compare(self) -> None:
+        """The web tier alone (no worker runs yet): POST /api/orders/, GET /api/products/
+        and the bare authenticated view, one after the other on the same gunicorn, closed
+        loop; requests/s, the web's CPU per request, and the ratios."""
+        from tools.bench import web
+
+        opts = self.options
+        tool = web.tool()
+        self.say(f"web tier vs the bare view: {opts.web_seconds:g}s each, with {tool}")
+        tokens = self.tokens_file.read_text().split()
+        rows: dict[str, Any] = {}
+        for label, method, path in web.TARGETS:
+            with self._meter() as meter:
+                if tool == "wrk":
+                    result = web.run_wrk(
+                        port=self.port,
+                        method=method,
+                        path=path,
+                        tokens=tokens,
+                        skus=self.skus,
+                        seconds=opts.web_seconds,
+                        connections=opts.connections,
+                        work_dir=self.log_dir,
+                    )
+                else:
+                    result = web.run_loadgen(
+                        port=self.port,
+                        method=method,
+                        path=path,
+                        tokens_file=self.tokens_file,
+                        skus=self.skus,
+                        seconds=opts.web_seconds,
+                        connections=opts.connections,
+                        work_dir=self.log_dir,
+                        repo_root=REPO_ROOT,
+                    )
+            shares = meter.shares()
+            served = result["ok_per_s"] * meter.wall_seconds
+            rows[label] = {
+                "requests_per_s": result["ok_per_s"],
+                "requests": result["requests"],
+                "errors": result["errors"],
+                "web_cpu_ms_per_request": (
+                    shares.get("web", 0.0) * meter.wall_seconds * 1000 / served if served else None
+                ),
+            }
+        post, products, bare = (rows[label]["requests_per_s"] for label, _, _ in web.TARGETS)
+        self.results["web_compare"] = {
+            "tool": tool,
+            "seconds": opts.web_seconds,
+            "connections": opts.connections,
+            "targets": rows,
+            "post_vs_products": post / products if products else None,
+            "products_vs_bare": products / bare if bare else None,
+            "post_vs_bare": post / bare if bare else None,
+            "errors": sum(row["errors"] for row in rows.values()),
+        }
+
+    def _cost_at_rate(self) -> None:
+        """(h) What an order costs: a steady rate (open loop) with every consumer group,
+        Celery and the relay running, metered until every order has its last notice and
+        every e-mail is sent: CPU per order of each process and of PostgreSQL, Redis and
+        the broker, and created → last notice."""
+        opts = self.options
+        self.say(f"(h) cost per order: {opts.cost_rate:g} orders/s for {opts.cost_seconds:g}s")
+        settled: dict[str, Any] = {}
+        with self._meter() as meter:
+            result = self._load("cost", duration=opts.cost_seconds, rate=opts.cost_rate)
+            self._settle("(h) last notices", result["order_ids"], settled)
+        summary = self._load_summary(result, meter)
+        latencies, missing = measure.latencies_ms(result["order_ids"])
+        summary.update(
+            target_per_s=opts.cost_rate,
+            window_s=meter.wall_seconds,
+            settle=settled["settle"],
+            completed=len(latencies),
+            incomplete=missing,
+            created_to_last_notice_ms=measure.percentiles(latencies),
+            cpu_ms_per_order=cpu_ms_per_order(summary["cpu"], meter.wall_seconds, result["ok"]),
+        )
+        self.results["cost"] = summary
 
     def _fixed_rate(self) -> None:
         """(d) A fixed rate (open loop): latency from creation to the last notice, and
@@ -702,6 +807,32 @@ class Bench:
             now = len(receiver.spans())
             if now != count:
                 count, since = now, time.monotonic()
+
+
+# Not the pipeline's: the bench itself, its load generator, and the machine's totals.
+_NOT_PIPELINE = ("bench", "load generator", "machine busy", "rest: other processes")
+
+
+def cpu_ms_per_order(shares: dict[str, float], wall: float, orders: int) -> dict[str, float]:
+    """CPU ms per order of each process of the pipeline (web, relay, each consumer group,
+    Celery) and each local service (PostgreSQL, Redis, the broker), from the cores each
+    used over `wall` seconds; and the totals: `ours` (our processes), `ours + PostgreSQL +
+    Redis`, and `all` (the broker too)."""
+    if not orders or wall <= 0:
+        return {}
+    per_order = {
+        name.removesuffix(" (local)"): share * wall * 1000 / orders
+        for name, share in shares.items()
+        if name not in _NOT_PIPELINE
+    }
+    services = ("PostgreSQL", "Redis", "broker")
+    ours = sum(v for k, v in per_order.items() if k not in services)
+    per_order["ours"] = ours
+    per_order["ours + PostgreSQL + Redis"] = (
+        ours + per_order.get("PostgreSQL", 0.0) + per_order.get("Redis", 0.0)
+    )
+    per_order["all"] = per_order["ours + PostgreSQL + Redis"] + per_order.get("broker", 0.0)
+    return per_order
 
 
 def _tracing_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -37,6 +37,9 @@ def test_bench_reports_every_phase(transactional_db, capsys, tmp_path, settings,
                     "--generator-seconds=0.5",
                     "--phase-timeout=60",
                     "--web-concurrency=1",
+                    "--cost-rate=5",
+                    "--cost-seconds=1",
+                    "--web-seconds=1",
                     f"--json={tmp_path / 'bench.json'}",
                     f"--plot={tmp_path / 'bench.png'}",
                 ]
@@ -46,6 +49,13 @@ def test_bench_reports_every_phase(transactional_db, capsys, tmp_path, settings,
 
     table = capsys.readouterr().out
     for row in (
+        "(h) CPU per order (ms), by process",
+        "| consumer-read_models",
+        "**ours + PostgreSQL + Redis**",
+        "created → last notice p50",
+        "web tier vs a bare authenticated DRF view",
+        "GET products / bare view",
+        "POST orders / GET products",
         "load generator ceiling",
         "(a) intake, workers idle (orders/s)",
         "(b) relay drain (events/s)",
@@ -78,8 +88,20 @@ def test_bench_reports_every_phase(transactional_db, capsys, tmp_path, settings,
         "backlog",
         "saturation",
         "fixed_rate",
+        "cost",
+        "web_compare",
     }
     assert results["intake_idle"]["orders"] > 0
+    # (h): every order of the steady rate reached its last notice; CPU per order by process.
+    cost = results["cost"]
+    assert cost["orders"] > 0 and cost["incomplete"] == 0
+    assert cost["cpu_ms_per_order"]["web"] > 0 and cost["cpu_ms_per_order"]["ours"] > 0
+    assert {"relay", "consumer-orders", "celery-worker"} <= set(cost["cpu_ms_per_order"])
+    assert results["saturation"]["cpu_ms_per_order"]["ours"] > 0
+    # The web tier and its bare baseline answered, on the same gunicorn.
+    web = results["web_compare"]
+    assert all(row["requests_per_s"] > 0 for row in web["targets"].values())
+    assert web["errors"] == 0 and web["products_vs_bare"] is not None
     backlog = results["backlog"]
     assert backlog["relay"]["complete"] and backlog["relay"]["rate_from"] == "published_at"
     assert set(backlog["groups"]) == {"inventory", "orders", "notifications"}
