@@ -14,6 +14,8 @@ from typing import Any
 
 from django.core.paginator import Page, Paginator
 from rest_framework import pagination
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
 
 
 class ShortPagePaginator(Paginator):
@@ -38,3 +40,9 @@ class ShortPagePaginator(Paginator):
 
 class PageNumberPagination(pagination.PageNumberPagination):
     django_paginator_class = ShortPagePaginator
+
+    def get_page_number(self, request: Request, paginator: Paginator) -> Any:
+        # DRF reads `?page=` (empty) as page 1; it is no page number, refused as `?page=x` is.
+        if request.query_params.get(self.page_query_param) == "":
+            raise NotFound(self.invalid_page_message.format(page_number="", message="empty"))
+        return super().get_page_number(request, paginator)

@@ -217,7 +217,7 @@ class OutboxRelay:
     # Whether batches are traced (kafka_bridge.tracing): decided once, at start-up.
     traced: bool = field(default_factory=lambda: tracing.enabled)
     # The right is kept while rows keep coming: given up only after a read found nothing
-    # for this long (and nothing is in flight). At a steady trickle of orders that is never,
+    # for this long (and nothing is in flight). At a steady trickle of events that is never,
     # which saves taking and releasing the lock on every wake-up.
     hold_idle_seconds: float = field(
         default_factory=lambda: settings.OUTBOX["POLL_INTERVAL_SECONDS"]

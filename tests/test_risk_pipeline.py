@@ -140,6 +140,14 @@ def test_orders_of_one_token_beyond_its_limit_are_blocked_whichever_process_asse
         "RISK_FIRST_ORDER_POINTS": "40",
     }
     _start(pipeline, tmp_path, orders_consumers=2, **risk)
+    orders_processes = [c for c in pipeline.children if c.name == "consumer-orders"]
+    assert len(orders_processes) == 2
+    # (both in the group before the orders, so that both take part)
+    wait_until(
+        lambda: all("assigned" in c.log() for c in orders_processes),
+        timeout=60,
+        message="both orders consumers assigned partitions",
+    )
     product = product_with_stock(on_hand=100, price="12.00")
 
     # When six new customers, spread over the partitions, pay with the same token
@@ -184,7 +192,4 @@ def test_orders_of_one_token_beyond_its_limit_are_blocked_whichever_process_asse
             "aggregate_id", flat=True
         )
     ) == Counter(orders)
-    orders_processes = [c for c in pipeline.children if c.name == "consumer-orders"]
-    assert len(orders_processes) == 2
-    assert all("assigned" in c.log() for c in orders_processes)
     assert not DeadLetter.objects.exists()

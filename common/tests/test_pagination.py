@@ -3,8 +3,11 @@ and answers exactly as Django's Paginator does."""
 
 import pytest
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.test import APIRequestFactory
 
-from common.pagination import ShortPagePaginator
+from common.pagination import PageNumberPagination, ShortPagePaginator
 from inventory.models import Product
 from inventory.selectors import product_list_available
 from testing.factories import product_with_stock
@@ -47,3 +50,13 @@ def test_pages_that_are_not_there_fail_as_djangos_do(number, error):
 
     with pytest.raises(error):
         ShortPagePaginator(product_list_available(), 20).page(number)
+
+
+@pytest.mark.django_db
+def test_an_empty_page_number_is_refused_as_any_other_that_is_not_one():
+    # Given `?page=` with nothing after it (DRF alone would read it as page 1)
+    request = Request(APIRequestFactory().get("/api/products/", {"page": ""}))
+
+    # Then it is a 404, as `?page=x` is
+    with pytest.raises(NotFound):
+        PageNumberPagination().paginate_queryset(Product.objects.all(), request)
