@@ -227,13 +227,27 @@ def test_a_failing_endpoint_is_disabled_re_enabled_and_redelivered_from_the_admi
     # Given an endpoint that fails every request, disabled after 3 failed attempts in a row
     failing = receivers(fail_first=10**6)
     endpoint_id = _register(failing, ["*"])
-    _start(pipeline, WEBHOOKS_DISABLE_AFTER_FAILURES="3", WEBHOOKS_DISABLE_AFTER_SECONDS="0")
+    pipeline.relay()
+    pipeline.consumers(["inventory", "orders", "webhooks"])
     customer = customer_create()
     product = product_with_stock(on_hand=50)
 
-    # When an order is paid
+    # When an order is paid, its three events recorded for the endpoint, and then the
+    # dispatcher starts (a disabled endpoint gets no new deliveries: recorded first, the
+    # three are all there whenever the endpoint is disabled)
     first = order_place_via_api(customer, product.sku, 1)
     wait_for_status(first, "paid")
+    wait_until(
+        lambda: WebhookDelivery.objects.filter(endpoint_id=endpoint_id).count() == 3,
+        message="created, reserved and paid recorded",
+    )
+    pipeline.webhook_dispatcher(
+        **{
+            **DISPATCHER_ENV,
+            "WEBHOOKS_DISABLE_AFTER_FAILURES": "3",
+            "WEBHOOKS_DISABLE_AFTER_SECONDS": "0",
+        }
+    )
 
     # Then the endpoint is disabled after its third failure; nothing was accepted, the
     # order's later events waited behind its first, and stay pending
@@ -245,10 +259,6 @@ def test_a_failing_endpoint_is_disabled_re_enabled_and_redelivered_from_the_admi
     assert "3 or more in a row" in endpoint.disabled_reason
     assert WebhookAttempt.objects.filter(delivery__endpoint_id=endpoint_id).count() == 3
     assert {r.status for r in failing.all()} == {500} and len(failing.all()) == 3
-    wait_until(
-        lambda: WebhookDelivery.objects.filter(endpoint_id=endpoint_id).count() == 3,
-        message="created, reserved and paid recorded",
-    )
     assert set(
         WebhookDelivery.objects.filter(endpoint_id=endpoint_id).values_list("status", flat=True)
     ) == {DeliveryStatus.PENDING}
