@@ -355,11 +355,12 @@ def test_pipeline_dashboard_shows_real_figures_and_links_the_dead_letters(
         return int(row.text)
 
     assert count("cancelled") == 2 and count("pending") == 1 and count("paid") == 0
-    # the chart has bars for this minute's orders and events
+    # the chart has bars for the last minutes' orders and events (the three orders fall in
+    # this minute or, when a minute began since, the one before)
     bars = admin_browser.find_elements(By.CSS_SELECTOR, "#per-minute-chart rect.orders")
     assert len(bars) == 60
-    assert int(bars[-1].get_attribute("data-value")) == 3
-    assert float(bars[-1].get_attribute("height")) > 0
+    assert sum(int(bar.get_attribute("data-value")) for bar in bars[-2:]) == 3
+    assert max(float(bar.get_attribute("height")) for bar in bars[-2:]) > 0
     assert int(admin_browser.find_element(By.ID, "events-last-hour").text) >= 3
     # the outbox backlog: nothing was published (no relay runs here)
     assert int(admin_browser.find_element(By.ID, "outbox-pending").text) >= 3

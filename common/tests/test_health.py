@@ -53,6 +53,7 @@ def _ready(client) -> bool:  # type: ignore[no-untyped-def]
 
 def _down(client) -> list[str] | None:  # type: ignore[no-untyped-def]
     response = client.get("/readyz/")
+    assert response.status_code in (200, 503), response.content
     if response.status_code != 503:
         return None
     body = response.json()
@@ -100,7 +101,8 @@ def test_readyz_names_the_broker_while_it_is_frozen_or_stopped(db, client, readi
     assert _ready(client)
 
     with service_frozen(own_broker):
-        assert _down(client) == ["kafka"]
+        # polled: on a loaded machine the first check after the freeze was once seen to pass
+        wait_until(lambda: _down(client) == ["kafka"], timeout=10, message="kafka frozen")
     wait_until(lambda: _ready(client), timeout=30, message="ready after the broker thawed")
 
     port = int(own_broker.url.rsplit(":", 1)[1])
