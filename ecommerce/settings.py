@@ -268,6 +268,12 @@ KAFKA = {
     # handlers), waiting at most this long for a batch to fill once a first message is in.
     "CONSUMER_BATCH_SIZE": env.int("KAFKA_CONSUMER_BATCH_SIZE", default=500),
     "CONSUMER_BATCH_MAX_WAIT_MS": env.int("KAFKA_CONSUMER_BATCH_MAX_WAIT_MS", default=5),
+    # Per consumer name, e.g. "read_models=500,webhooks=100": overrides both the default
+    # above and the longer waits some groups declare (kafka_bridge.registry.ConsumerSpec).
+    "CONSUMER_BATCH_MAX_WAIT_MS_BY_GROUP": {
+        name: int(ms)
+        for name, ms in env.dict("KAFKA_CONSUMER_BATCH_MAX_WAIT_MS_BY_GROUP", default={}).items()
+    },
     # Offsets are committed at most this often while busy, and always on revoke/shutdown.
     "COMMIT_INTERVAL_SECONDS": env.float("KAFKA_COMMIT_INTERVAL_SECONDS", default=1.0),
     # Security (SASL, TLS, client certificates), mapped to librdkafka and checked for

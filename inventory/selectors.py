@@ -1,4 +1,6 @@
 from collections.abc import Iterable
+from decimal import Decimal
+from typing import TypedDict
 
 from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce
@@ -6,12 +8,24 @@ from django.db.models.functions import Coalesce
 from inventory.models import Product, Reservation
 
 
-def product_list_available() -> QuerySet[Product]:
-    """Active products with their available stock (`available` annotation)."""
+class ProductAvailable(TypedDict):
+    sku: str
+    name: str
+    price: Decimal
+    available: int
+
+
+def product_list_available() -> QuerySet[Product, ProductAvailable]:
+    """Active products with their available stock, as rows of the four values the product
+    list shows: no model instances (a page of them cost more than the query)."""
     return (
         Product.objects.filter(active=True)
-        .select_related("stock")
-        .annotate(available=Coalesce(F("stock__on_hand") - F("stock__reserved"), 0))
+        .values(
+            "sku",
+            "name",
+            "price",
+            available=Coalesce(F("stock__on_hand") - F("stock__reserved"), 0),
+        )
         .order_by("sku")
     )
 

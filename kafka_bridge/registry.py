@@ -86,6 +86,12 @@ class ConsumerSpec:
     # records, no envelope, created with the event topics), and what it publishes there.
     output_topic: str = ""
     output: TransactionalOutput | None = None
+    # How long a batch may wait to fill once its first message is in (None: the
+    # deployment's KAFKA_CONSUMER_BATCH_MAX_WAIT_MS). A group whose output nobody waits for
+    # (a read model, say) sets a longer wait: at low rates its batches then hold several
+    # events instead of one, and the fixed cost of a batch is paid once for all of them.
+    # KAFKA_CONSUMER_BATCH_MAX_WAIT_MS_BY_GROUP overrides it per group.
+    batch_max_wait_ms: int | None = None
 
     @property
     def is_raw(self) -> bool:

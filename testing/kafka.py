@@ -49,12 +49,23 @@ def order_paid_event(customer_id: int) -> tuple[str, bytes]:
     return event_id, event_envelope("orders.paid", data, aggregate_id=order_id, event_id=event_id)
 
 
-def messages_produce(logical_topic: str, key: str, values: list[bytes]) -> None:
+def messages_produce(
+    logical_topic: str,
+    key: str,
+    values: list[bytes],
+    *,
+    headers: list[list[tuple[str, bytes]]] | None = None,
+) -> None:
     """Send values to a topic of this test's namespace, in order, with one key (so one
-    partition) and the partitioner our producers use."""
+    partition) and the partitioner our producers use; `headers`, one list per value."""
     producer = Producer({**common_config(), "partitioner": "murmur2_random"})
-    for value in values:
-        producer.produce(topic_name(logical_topic), key=key.encode(), value=value)
+    for index, value in enumerate(values):
+        producer.produce(
+            topic_name(logical_topic),
+            key=key.encode(),
+            value=value,
+            headers=headers[index] if headers else None,
+        )
     assert producer.flush(10) == 0
 
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 def _pages(paginator_class: type[Paginator], number: object) -> tuple[int, int, list[str]]:
     paginator = paginator_class(product_list_available(), 20)
     page = paginator.page(number)
-    return paginator.count, paginator.num_pages, [p.sku for p in page.object_list]
+    return paginator.count, paginator.num_pages, [p["sku"] for p in page.object_list]
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,13 @@
 """The loop of `manage.py run_consumer <name>`: poll a batch, decode, dedupe, apply, commit.
 
 1. **Poll**: wait for one message, then take what else is already fetched, up to
-   `KAFKA_CONSUMER_BATCH_SIZE` messages and `KAFKA_CONSUMER_BATCH_MAX_WAIT_MS` of waiting.
-   Under load batches fill up; at low load a batch is the one message that came, so batching
-   adds no latency.
+   `KAFKA_CONSUMER_BATCH_SIZE` messages and `KAFKA_CONSUMER_BATCH_MAX_WAIT_MS` of waiting
+   (`batch_max_wait_ms`). Under load batches fill up; at low load a batch is the one
+   message that came, so batching adds no latency, except in groups that wait longer on
+   purpose (read models, webhook deliveries, the order rate: nobody waits on their output).
 2. **Decode** each message (`received.py`); undecodable ones are dead-lettered.
-3. **Dedupe** (`idempotency.py`): events of other consumers on a shared topic are skipped,
+3. **Dedupe** (`idempotency.py`): events of other consumers on a shared topic are skipped
+   (most without being decoded: `received.py`),
    an event repeated within the batch counts once, Redis drops known ones in one MGET.
 4. **Apply** (`apply.py`): one transaction for the batch: ProcessedEvent rows in one INSERT
    (the conflicts are the duplicates), then set-based handlers. With tracing on, each event
@@ -34,7 +36,7 @@ from django.db import close_old_connections, transaction
 from common import tracing
 from common.structured_logs import bind_contextvars, clear_contextvars, log_context
 from kafka_bridge.client import consumer_config, group_name, topic_name
-from kafka_bridge.contracts import Event
+from kafka_bridge.contracts import EVENT_TYPES, Event
 from kafka_bridge.heartbeat import Heartbeat
 from kafka_bridge.lifecycle import StopFlag
 from kafka_bridge.metrics import ConsumerMetrics
@@ -51,6 +53,17 @@ logger = logging.getLogger(__name__)
 
 # Stale database connections are looked for before a batch at most this often.
 CONNECTION_CHECK_INTERVAL_SECONDS = 1.0
+
+
+def batch_max_wait_ms(spec: ConsumerSpec) -> int:
+    """The deployment's wait for this group, else the group's own, else the default."""
+    kafka = settings.KAFKA
+    by_group = kafka["CONSUMER_BATCH_MAX_WAIT_MS_BY_GROUP"]
+    if spec.name in by_group:
+        return by_group[spec.name]
+    if spec.batch_max_wait_ms is not None:
+        return spec.batch_max_wait_ms
+    return int(kafka["CONSUMER_BATCH_MAX_WAIT_MS"])
 
 
 @dataclass
@@ -75,7 +88,7 @@ class ConsumerRunner:
         self.group = group_name(self.spec.name)
         self.retry = RetryPolicy.from_settings(kafka)
         self.batch_size = max(1, kafka["CONSUMER_BATCH_SIZE"])
-        self.batch_max_wait = kafka["CONSUMER_BATCH_MAX_WAIT_MS"] / 1000
+        self.batch_max_wait = batch_max_wait_ms(self.spec) / 1000
         self.metrics = ConsumerMetrics(self.group)
         config = consumer_config(group_id=self.group, role=f"consumer-{self.spec.name}")
         if settings.METRICS_PORT is not None:
@@ -96,6 +109,13 @@ class ConsumerRunner:
         )
         # Whether events get spans (step 4a, tracing.py): decided once, at start-up.
         self.traced = tracing.enabled
+        # Registered event types on our topics that other groups handle: not decoded here.
+        topics = set(self.spec.topics)
+        self.foreign_types = frozenset(
+            name
+            for name, event_type in EVENT_TYPES.items()
+            if event_type.topic in topics and name not in self.spec.handlers
+        )
 
     # --- loop -------------------------------------------------------------------------
     def run(self) -> None:
@@ -118,8 +138,8 @@ class ConsumerRunner:
                     self._connections_check()
                     self.metrics.batch_polled(messages)
                     started = time.perf_counter()
-                    raw = self.spec.is_raw
-                    items = [received_decode(m, raw=raw) for m in messages]
+                    raw, foreign = self.spec.is_raw, self.foreign_types
+                    items = [received_decode(m, raw=raw, foreign_types=foreign) for m in messages]
                     self._log_context_bind(items)
                     self.handle_batch(items)
                     self.metrics.batch_duration.observe(time.perf_counter() - started)
@@ -330,10 +350,13 @@ class ConsumerRunner:
         skipped = 0
         for item in items:
             event = item.event
+            if item.foreign:
+                skipped += 1  # another consumer's event on a shared topic (by its header)
+                continue
             if event is None:
                 continue
             if event.event_type not in self.spec.handlers:
-                skipped += 1  # another consumer's event on a shared topic
+                skipped += 1  # another consumer's event, whose header did not say so
             elif event.event_id in ids:
                 repeated.append(event)
             else:

@@ -73,6 +73,47 @@ def test_an_undecodable_message_mid_batch_does_not_split_the_batch(pipeline):
     assert DeadLetter.objects.get().error_class.endswith("EventDecodeError")
 
 
+def test_a_group_passes_over_other_groups_types_by_header_and_dead_letters_unknown_ones(
+    pipeline,
+):
+    # Given, on one partition of the orders topic, bytes that are no event at all under the
+    # header of a type another group handles (orders.paid: not the inventory group's), the
+    # same under a type nobody registered, a real orders.paid, and a last unknown one
+    customer = customer_create()
+    _, paid = order_paid_event(customer.pk)
+    values = [b"\x00 not JSON", b"\x00 not JSON either", paid, b"\x00 the last one"]
+    types = [b"orders.paid", b"orders.teleported", b"orders.paid", b"orders.teleported"]
+    messages_produce(
+        "orders", str(customer.pk), values, headers=[[("event_type", t)] for t in types]
+    )
+
+    # When the inventory group reads them
+    pipeline.consumer("dead_letters")
+    pipeline.consumer("inventory")
+    last = topic_read_all(topic_name("orders"), expected=4)[-1]
+    wait_until(
+        lambda: (
+            committed_offset(group_name("inventory"), last.topic(), last.partition())
+            == last.offset() + 1
+        ),
+        timeout=60,
+        message="the inventory group past all four",
+    )
+
+    # Then it decoded and dead-lettered the unknown types only (dead letters keep the order
+    # of their partition: once the last is stored, any before it is too); the other
+    # group's bytes were passed over as its real event was
+    wait_until(
+        lambda: DeadLetter.objects.filter(value=values[-1]).exists(),
+        timeout=30,
+        message="the last dead letter",
+    )
+    letters = DeadLetter.objects.order_by("original_offset")
+    assert [bytes(letter.value) for letter in letters] == [values[1], values[3]]
+    assert {letter.consumer_group for letter in letters} == {group_name("inventory")}
+    assert all(letter.error_class.endswith("EventDecodeError") for letter in letters)
+
+
 def test_the_same_event_twice_in_one_batch_has_one_effect(pipeline):
     customer = customer_create()
     (twice_id, twice), (other_id, other) = (
