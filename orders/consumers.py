@@ -10,6 +10,8 @@ with the status changes and the next events. Before an order is charged, the ris
 import uuid
 from collections.abc import Sequence
 
+from django.db import transaction
+
 from inventory.events import InventoryFailedV1, InventoryReservedV1
 from kafka_bridge.contracts import Event
 from kafka_bridge.registry import ConsumerSpec, TwoPhaseHandler
@@ -45,22 +47,23 @@ def _move_all(events: Sequence[Event], target: str) -> None:
 
 
 def _reserve_assess_and_charge(events: Sequence[Event]) -> Answers:
-    """Mark the orders reserved (committed at once: the customer sees it, and a cancel
-    may now race the charge), assess their risk (committed too: held and blocked orders
-    leave `reserved`), then charge those still reserved, with no transaction open."""
-    orders_apply_changes(
-        changes=[
-            # Only a pending order: a held one waits for staff, whatever is redelivered.
-            OrderChange(
-                _order_id(e),
-                OrderStatus.RESERVED,
-                causation_id=e.event_id,
-                expected=OrderStatus.PENDING,
-            )
-            for e in events
-        ]
-    )
-    risk_orders_assess(checks=[RiskCheck(_order_id(e), e.event_id) for e in events])
+    """Mark the orders reserved and assess their risk, committed together (the customer
+    sees it, a cancel may now race the charge; held and blocked orders leave `reserved`
+    in the same transaction), then charge those still reserved, with no transaction open."""
+    with transaction.atomic():
+        orders_apply_changes(
+            changes=[
+                # Only a pending order: a held one waits for staff, whatever is redelivered.
+                OrderChange(
+                    _order_id(e),
+                    OrderStatus.RESERVED,
+                    causation_id=e.event_id,
+                    expected=OrderStatus.PENDING,
+                )
+                for e in events
+            ]
+        )
+        risk_orders_assess(checks=[RiskCheck(_order_id(e), e.event_id) for e in events])
     return payment_charges_request(order_ids=[_order_id(e) for e in events])
 
 

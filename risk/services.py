@@ -173,7 +173,7 @@ def risk_orders_assess(
     return found
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # joins the reservation's transaction
 def _assessments_record(
     made: dict[uuid.UUID, tuple[OrderRiskFacts, Assessment]],
     *,

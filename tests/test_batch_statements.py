@@ -75,7 +75,7 @@ def test_a_batch_of_one_is_one_transaction_without_savepoints():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_risk_check_adds_one_transaction_and_a_few_statements_to_the_charge(settings):
+def test_the_risk_check_joins_the_reservations_transaction_and_adds_a_few_statements(settings):
     # Given the saga run as batches of one without the risk check, then with it
     payment_gateway.cache_clear()
     _saga_batches_of_one()
@@ -83,16 +83,16 @@ def test_the_risk_check_adds_one_transaction_and_a_few_statements_to_the_charge(
     settings.RISK = {**settings.RISK, "ENABLED": True}
     with_check = _saga_batches_of_one()[("orders", "inventory.reserved")]
 
-    # Then the check commits in a transaction of its own, between the reservation and the
-    # charge, with no savepoint, and costs a fixed handful of statements (a batch of 500
-    # costs the same: risk/tests/test_services.py)
-    assert (without["BEGIN"], with_check["BEGIN"]) == (2, 3)
+    # Then the check commits with the reservation, before the charge, with no savepoint,
+    # and costs a fixed handful of statements (a batch of 500 costs the same:
+    # risk/tests/test_services.py)
+    assert (without["BEGIN"], with_check["BEGIN"]) == (2, 2)
     assert not with_check["SAVEPOINT"]
     added = sum(with_check.values()) - sum(without.values())
     assert added <= RISK_STATEMENTS_AT_MOST, dict(with_check - without)
 
 
 # The check: the assessments known, the orders' facts, three or four reads of their history
-# (the token's orders only with a token), the assessment and outbox inserts, BEGIN and
-# COMMIT: 9 when this was pinned (10 with a payment token).
-RISK_STATEMENTS_AT_MOST = 10
+# (the token's orders only with a token), the assessment and outbox inserts: 7 when this
+# was pinned (8 with a payment token).
+RISK_STATEMENTS_AT_MOST = 8

@@ -140,6 +140,9 @@ class Bench:
         }
         if opts.web_concurrency:
             env["WEB_CONCURRENCY"] = str(opts.web_concurrency)
+        # Logs as deployed (docker-compose, deploy/k8s): one JSON object per line. The
+        # console format is for people reading `make run`, and costs more per line.
+        env.setdefault("LOG_FORMAT", "json")
         self.supervisor = Supervisor(env=env, log_dir=self.log_dir)
         self.results["meta"] = {
             "namespace": self.namespace,
