@@ -10,6 +10,7 @@ constant statement with one array per column; other databases (SQLite for `make 
 get the plain VALUES list.
 """
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -32,40 +33,22 @@ def rows_insert(
     text, cast), other databases through the fields' own preparation."""
     if not rows:
         return []
-    fields = [model._meta.get_field(name) for name in field_names]
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    table = connection.ops.quote_name(model._meta.db_table)
-    if connection.vendor == "postgresql" and any(_is_json(field) for field in fields):
-        # JSON goes as text and is cast back, as in rows_update: psycopg adapts no list of
-        # documents as jsonb[] by itself.
-        arrays: list[str] = []
-        selected: list[str] = []
-        params: list[Any] = []
-        for index, (field, column) in enumerate(zip(fields, zip(*rows, strict=True), strict=True)):
-            if _is_json(field):
-                arrays.append("%s::text[]")
-                selected.append(f"v.c{index}::jsonb")
-                params.append(
-                    [None if v is None else json.dumps(v, cls=field.encoder) for v in column]
-                )
-            else:
-                arrays.append(f"%s::{_array_type(field)}")
-                selected.append(f"v.c{index}")
-                params.append(list(column))
-        names = ", ".join(f"c{index}" for index in range(len(fields)))
-        sql = (
-            f"INSERT INTO {table} ({columns}) SELECT {', '.join(selected)} "
-            f"FROM unnest({', '.join(arrays)}) AS v({names})"
-        )
-    elif connection.vendor == "postgresql":
-        # psycopg adapts str, int, bytes, UUID, Decimal and aware datetimes as they are;
-        # the fields' per-value preparation was a third of this function's time.
-        unnested = ", ".join(f"%s::{_array_type(field)}" for field in fields)
-        sql = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({unnested})"
-        params = [list(column) for column in zip(*rows, strict=True)]
+    fields, sql = _insert_statement(model, tuple(field_names), connection.vendor)
+    params: list[Any]
+    if connection.vendor == "postgresql":
+        # psycopg adapts str, int, bytes, UUID, Decimal and aware datetimes as they are (the
+        # fields' per-value preparation was a third of this function's time); JSON goes as
+        # text and is cast back, as in rows_update: psycopg adapts no list of documents as
+        # jsonb[] by itself.
+        params = [
+            [None if v is None else json.dumps(v, cls=field.encoder) for v in column]
+            if _is_json(field)
+            else list(column)
+            for field, column in zip(fields, zip(*rows, strict=True), strict=True)
+        ]
     else:
         placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        sql = f"INSERT INTO {table} ({columns}) VALUES " + ", ".join([placeholders] * len(rows))
+        sql += " VALUES " + ", ".join([placeholders] * len(rows))
         params = [
             field.get_db_prep_save(value, connection)
             for row in rows
@@ -74,6 +57,30 @@ def rows_insert(
     with connection.cursor() as cursor:
         cursor.execute(f"{sql} {suffix}".rstrip(), params)
         return cursor.fetchall() if "RETURNING" in suffix.upper() else []
+
+
+@functools.cache
+def _insert_statement(
+    model: type[models.Model], field_names: tuple[str, ...], vendor: str
+) -> tuple[list[models.Field], str]:
+    """The fields and the statement of `rows_insert` for one table and column list, built
+    once per process (a consumer inserts into the same few tables batch after batch; the
+    building was a few per cent of its CPU). Other databases get the head of the INSERT:
+    the VALUES list depends on the rows."""
+    fields = [model._meta.get_field(name) for name in field_names]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    table = connection.ops.quote_name(model._meta.db_table)
+    if vendor != "postgresql":
+        return fields, f"INSERT INTO {table} ({columns})"
+    arrays = ["%s::text[]" if _is_json(field) else f"%s::{_array_type(field)}" for field in fields]
+    selected = [
+        f"v.c{i}::jsonb" if _is_json(field) else f"v.c{i}" for i, field in enumerate(fields)
+    ]
+    names = ", ".join(f"c{index}" for index in range(len(fields)))
+    return fields, (
+        f"INSERT INTO {table} ({columns}) SELECT {', '.join(selected)} "
+        f"FROM unnest({', '.join(arrays)}) AS v({names})"
+    )
 
 
 def rows_update(
