@@ -98,7 +98,8 @@ def _mark_paid(events: Sequence[Event], refunds: Answers) -> None:
             OrderChange(_order_id(e), OrderStatus.PAID, causation_id=e.event_id) for e in events
         ]
     )
-    payments_record_refunds(refunds=refunds, causes=_causes(events))
+    if refunds:  # only a charge that landed after its order ended: rare
+        payments_record_refunds(refunds=refunds, causes=_causes(events))
 
 
 on_payments_processed = TwoPhaseHandler(
