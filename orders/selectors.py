@@ -280,12 +280,14 @@ def _order_status_history(order_id: uuid.UUID) -> list[OrderStatusMove]:
 
 @dataclass(frozen=True)
 class OrderRiskFacts:
+    """An order as the risk check and its rules see it (risk.rules)."""
+
     order_id: uuid.UUID
     customer_id: int
     total: Decimal
     created_at: datetime
-    payment_token: str
-    country: str  # of the shipping address; "" when the order ships nowhere
+    payment_token: str = ""
+    country: str = ""  # ISO code of the shipping address; "" when the order ships nowhere
 
 
 def order_list_risk_facts(*, order_ids: Sequence[uuid.UUID]) -> list[OrderRiskFacts]:

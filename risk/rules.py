@@ -2,9 +2,10 @@
 each giving points and the reason for them. Their sum is the order's score; the thresholds
 (`RiskSettings.review_score`, `block_score`) turn the score into a decision.
 
-Rules know nothing of the database: `risk.services` gathers the facts (`OrderFacts`) and
-the history (`History`) of a whole batch in a constant number of queries and calls
-`assess` per order. docs/risk.md lists the rules, their settings and how to tune them.
+Rules know nothing of the database: `risk.services` gathers the facts (the orders'
+`orders.selectors.OrderRiskFacts`) and the history (`History`) of a whole batch in a
+constant number of queries and calls `assess` per order. docs/risk.md lists the rules,
+their settings and how to tune them.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from orders.selectors import OrderRiskFacts
 from risk.review import Decision
 
 
@@ -67,18 +69,6 @@ class RiskSettings:
 
 
 @dataclass(frozen=True)
-class OrderFacts:
-    """The order being assessed."""
-
-    order_id: Any  # uuid.UUID; rules never look at it
-    customer_id: int
-    total: Decimal
-    created_at: datetime
-    payment_token: str = ""
-    country: str = ""  # ISO code of the shipping address; "" when it ships nowhere
-
-
-@dataclass(frozen=True)
 class History:
     """What came before the order, as of its creation (the counts include the order)."""
 
@@ -103,7 +93,7 @@ class Points:
 
 
 NONE = Points(0)
-Rule = Callable[[OrderFacts, History, RiskSettings], Points]
+Rule = Callable[[OrderRiskFacts, History, RiskSettings], Points]
 
 
 def _minutes(window: timedelta) -> str:
@@ -111,7 +101,7 @@ def _minutes(window: timedelta) -> str:
     return f"{minutes:g} min" if minutes < 120 else f"{minutes / 60:g} h"
 
 
-def customer_velocity(order: OrderFacts, history: History, config: RiskSettings) -> Points:
+def customer_velocity(order: OrderRiskFacts, history: History, config: RiskSettings) -> Points:
     """Many orders from one customer in a short time (a script, a stolen account)."""
     if history.customer_orders <= config.customer_max_orders:
         return NONE
@@ -122,7 +112,7 @@ def customer_velocity(order: OrderFacts, history: History, config: RiskSettings)
     )
 
 
-def token_velocity(order: OrderFacts, history: History, config: RiskSettings) -> Points:
+def token_velocity(order: OrderRiskFacts, history: History, config: RiskSettings) -> Points:
     """Many orders paid with one token, by any customers (card testing, a shared card)."""
     if not order.payment_token or history.token_orders <= config.token_max_orders:
         return NONE
@@ -133,7 +123,7 @@ def token_velocity(order: OrderFacts, history: History, config: RiskSettings) ->
     )
 
 
-def failed_payments(order: OrderFacts, history: History, config: RiskSettings) -> Points:
+def failed_payments(order: OrderRiskFacts, history: History, config: RiskSettings) -> Points:
     """Many declined charges lately, of the customer or of the payment token (counted once:
     the larger of the two)."""
     by_customer, by_token = history.customer_failed_payments, history.token_failed_payments
@@ -147,7 +137,7 @@ def failed_payments(order: OrderFacts, history: History, config: RiskSettings) -
     )
 
 
-def amount_spike(order: OrderFacts, history: History, config: RiskSettings) -> Points:
+def amount_spike(order: OrderRiskFacts, history: History, config: RiskSettings) -> Points:
     """A total far above what this customer usually pays (with enough history to know)."""
     if len(history.paid_totals) < max(config.amount_min_history, 1):
         return NONE
@@ -162,7 +152,7 @@ def amount_spike(order: OrderFacts, history: History, config: RiskSettings) -> P
     )
 
 
-def new_country(order: OrderFacts, history: History, config: RiskSettings) -> Points:
+def new_country(order: OrderRiskFacts, history: History, config: RiskSettings) -> Points:
     """Shipped to a country none of the customer's paid orders went to."""
     if not order.country or not history.paid_countries or order.country in history.paid_countries:
         return NONE
@@ -173,7 +163,9 @@ def new_country(order: OrderFacts, history: History, config: RiskSettings) -> Po
     )
 
 
-def first_order_high_amount(order: OrderFacts, history: History, config: RiskSettings) -> Points:
+def first_order_high_amount(
+    order: OrderRiskFacts, history: History, config: RiskSettings
+) -> Points:
     """A customer's first order, and a large one."""
     if history.paid_totals or order.total < config.first_order_amount:
         return NONE
@@ -222,7 +214,7 @@ def decision_for(score: int, config: RiskSettings) -> Decision:
     return Decision.APPROVE
 
 
-def assess(order: OrderFacts, history: History, config: RiskSettings) -> Assessment:
+def assess(order: OrderRiskFacts, history: History, config: RiskSettings) -> Assessment:
     """Run every rule on the order; the score is the sum of their points."""
     rules = []
     for name, rule in RULES.items():

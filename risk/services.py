@@ -45,7 +45,7 @@ from risk.metrics import risk_assessments_count_on_commit
 from risk.models import RiskAssessment
 from risk.review import Decision, Review, review_check
 from risk.review import ReviewRefused as ReviewRefused  # callers of the reviews catch it
-from risk.rules import Assessment, History, OrderFacts, RiskSettings, assess
+from risk.rules import Assessment, History, RiskSettings, assess
 
 if TYPE_CHECKING:
     from orders.models import Order
@@ -116,17 +116,6 @@ def risk_histories(
     return histories
 
 
-def _facts(order: OrderRiskFacts) -> OrderFacts:
-    return OrderFacts(
-        order_id=order.order_id,
-        customer_id=order.customer_id,
-        total=order.total,
-        created_at=order.created_at,
-        payment_token=order.payment_token,
-        country=order.country,
-    )
-
-
 def _rules_document(assessment: Assessment) -> list[dict[str, object]]:
     return [{"rule": r.rule, "points": r.points, "reason": r.reason} for r in assessment.rules]
 
@@ -166,8 +155,7 @@ def risk_orders_assess(
         return found
     histories = risk_histories(orders=facts, config=config, now=now)
     made = {
-        order.order_id: (order, assess(_facts(order), histories[order.order_id], config))
-        for order in facts
+        order.order_id: (order, assess(order, histories[order.order_id], config)) for order in facts
     }
     found.update(_assessments_record(made, causes=causes, config=config, now=now))
     return found

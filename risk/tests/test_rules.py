@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 
+from orders.selectors import OrderRiskFacts
 from risk.review import Decision
 from risk.rules import (
     RULES,
     History,
-    OrderFacts,
     RiskSettings,
     amount_spike,
     assess,
@@ -27,8 +27,8 @@ CONFIG = RiskSettings()  # the documented defaults (settings.RISK)
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def _order(total: str = "20.00", *, token: str = "", country: str = "") -> OrderFacts:
-    return OrderFacts(
+def _order(total: str = "20.00", *, token: str = "", country: str = "") -> OrderRiskFacts:
+    return OrderRiskFacts(
         order_id=uuid.uuid4(),
         customer_id=7,
         total=Decimal(total),
