@@ -1,7 +1,8 @@
 """API tokens: only a digest is stored; expired, revoked and inactive users' tokens are
-refused; staff issue (key shown once) and revoke tokens in the admin; clear tokens left by
-DRF's authtoken are hashed by a migration and keep working; tokens issued before they moved
-into this app keep working; `seed_demo` prints a token that works."""
+refused; a token and its user are one statement; staff issue (key shown once) and revoke
+tokens in the admin; clear tokens left by DRF's authtoken are hashed by a migration and keep
+working; tokens issued before they moved into this app keep working; `seed_demo` prints a
+token that works."""
 
 import hashlib
 import importlib
@@ -19,6 +20,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from api_tokens.models import ApiToken
+from api_tokens.selectors import api_token_get_active
 from api_tokens.services import api_token_issue
 from testing.factories import customer_create
 
@@ -71,6 +73,31 @@ def test_expired_revoked_and_inactive_users_tokens_are_refused():
     customer.is_active = False
     customer.save(update_fields=["is_active"])
     assert _status_with(valid) == 401
+
+
+def test_a_token_and_its_user_are_one_statement_and_come_back_as_stored(
+    django_assert_num_queries,
+):
+    customer = customer_create()
+    key = api_token_issue(user=customer, expires_at=timezone.now() + timedelta(days=1))
+    stored = ApiToken.objects.select_related("user").get(user=customer)
+
+    with django_assert_num_queries(1):
+        token = api_token_get_active(key=key)
+
+    assert token is not None
+    assert (token.pk, token.prefix, token.expires_at, token.revoked_at) == (
+        stored.pk,
+        stored.prefix,
+        stored.expires_at,
+        None,
+    )
+    assert (token.user.pk, token.user.email, token.user.is_active) == (
+        customer.pk,
+        customer.email,
+        True,
+    )
+    assert api_token_get_active(key=key + "0") is None
 
 
 def test_staff_issue_a_token_in_the_admin_and_see_its_key_once():
