@@ -19,8 +19,9 @@ A batch that fails is split in halves, each applied as a unit, down to the faili
 alone: the events around it commit, and it alone is retried with backoff and jitter, then
 dead-lettered (at once, for permanent errors). A stop request during those retries leaves
 the rest of the batch uncommitted, so it is redelivered to whoever owns the partition next.
-Rebalance callbacks only run inside `poll`/`consume`, never while a batch is in hand, so a
-revoked partition's finished batch is always committed before it moves.
+Rebalance callbacks only run inside `poll`/`consume`, never while a batch is applied, so a
+revoked partition's finished batch is always committed before it moves; messages of a
+partition revoked while a batch was still filling are dropped from it, for the new owner.
 """
 
 import contextlib
@@ -81,6 +82,8 @@ class ConsumerRunner:
     stop: StopFlag = field(default_factory=StopFlag)
     stats: ProcessingStats = field(default_factory=ProcessingStats)
     joined: bool = field(default=False, init=False)  # the group has assigned us (maybe nothing)
+    # Partitions revoked while this poll's messages were being gathered (see _poll_batch).
+    _revoked_in_poll: set[tuple[str, int]] = field(default_factory=set, init=False)
     _next_connections_check: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
@@ -187,12 +190,20 @@ class ConsumerRunner:
         bind_contextvars(consumer_group=self.group, **ids)
 
     def _poll_batch(self) -> list[Message]:
+        self._revoked_in_poll.clear()
         first = self.consumer.poll(0.5)
         if first is None:
             return []
         messages = [first]
         if self.batch_size > 1:
             messages += self.consumer.consume(self.batch_size - 1, timeout=self.batch_max_wait)
+        if self._revoked_in_poll:
+            # A rebalance while the batch filled (a group that waits for its batches waits up
+            # to a quarter of a second) took partitions whose messages are already in hand:
+            # they are left to the new owner, unprocessed and uncommitted here.
+            messages = [
+                m for m in messages if (m.topic(), m.partition()) not in self._revoked_in_poll
+            ]
         good = []
         for message in messages:
             error = message.error()
@@ -406,6 +417,7 @@ class ConsumerRunner:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.joined = True
+        self._revoked_in_poll.difference_update((p.topic, p.partition) for p in partitions)
         logger.info(
             "consumer %s assigned %s",
             self.spec.name,
@@ -413,7 +425,9 @@ class ConsumerRunner:
         )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.offsets.revoke({(p.topic, p.partition) for p in partitions})
+        revoked = {(p.topic, p.partition) for p in partitions}
+        self._revoked_in_poll.update(revoked)
+        self.offsets.revoke(revoked)
         logger.info(
             "consumer %s revoked %s",
             self.spec.name,
