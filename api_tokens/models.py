@@ -2,7 +2,6 @@ import hashlib
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 from django.utils import timezone
 
 
@@ -10,13 +9,6 @@ def api_token_digest(key: str) -> str:
     """What is stored of a token. Tokens are 160 random bits, so a plain SHA-256 is enough:
     there is nothing to brute-force that a slow, salted hash would protect."""
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
-    def active(self) -> "ApiTokenQuerySet":
-        return self.filter(
-            Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()), revoked_at__isnull=True
-        )
 
 
 class ApiToken(models.Model):
@@ -33,7 +25,6 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
-    objects = ApiTokenQuerySet.as_manager()
 
     class Meta:
         verbose_name = "API token"
