@@ -25,7 +25,6 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
-
     class Meta:
         verbose_name = "API token"
         ordering = ("-created_at",)

@@ -68,6 +68,13 @@ class TransactionalOutput:
     published: Callable[[Sequence[OutputRecord]], None]
 
 
+# The batch wait of a group nobody waits on within a quarter of a second (a read model,
+# per-minute windows, deliveries sent later with retries): at low rates its batches then
+# hold several events instead of one, and the fixed cost of a batch is paid once for all of
+# them (docs/benchmarks.md).
+OFF_PATH_BATCH_MAX_WAIT_MS = 250
+
+
 @dataclass(frozen=True)
 class ConsumerSpec:
     name: str
@@ -88,9 +95,8 @@ class ConsumerSpec:
     output: TransactionalOutput | None = None
     # How long a batch may wait to fill once its first message is in (None: the
     # deployment's KAFKA_CONSUMER_BATCH_MAX_WAIT_MS). A group whose output nobody waits for
-    # (a read model, say) sets a longer wait: at low rates its batches then hold several
-    # events instead of one, and the fixed cost of a batch is paid once for all of them.
-    # KAFKA_CONSUMER_BATCH_MAX_WAIT_MS_BY_GROUP overrides it per group.
+    # sets OFF_PATH_BATCH_MAX_WAIT_MS. KAFKA_CONSUMER_BATCH_MAX_WAIT_MS_BY_GROUP overrides
+    # it per group.
     batch_max_wait_ms: int | None = None
 
     @property

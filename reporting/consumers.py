@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from kafka_bridge.consumer import PermanentEventError
 from kafka_bridge.contracts import Event
-from kafka_bridge.registry import ConsumerSpec, TransactionalOutput
+from kafka_bridge.registry import OFF_PATH_BATCH_MAX_WAIT_MS, ConsumerSpec, TransactionalOutput
 from orders.events import ORDER_TRANSITION_EVENTS
 from reporting.services.order_rate import (
     order_rate_count,
@@ -46,11 +46,6 @@ def on_order_events(events: Sequence[Event]) -> None:
 
 # Where order_rate publishes its windows: a derived stream (records, no envelope).
 ORDER_RATE_TOPIC = "metrics.order.rate"
-
-# Nobody waits on these groups' output within a quarter of a second (reports, per-minute
-# windows): their batches wait that long to fill, which at low rates makes one batch of
-# several events out of several batches of one (docs/benchmarks.md).
-OFF_PATH_BATCH_MAX_WAIT_MS = 250
 
 CONSUMERS = [
     # Orders per minute, exactly once: orders.created → metrics.order.rate.

@@ -5,7 +5,7 @@ endpoint subscribed to it, recorded in the batch's transaction. Nothing here wai
 from collections.abc import Sequence
 
 from kafka_bridge.contracts import Event
-from kafka_bridge.registry import ConsumerSpec
+from kafka_bridge.registry import OFF_PATH_BATCH_MAX_WAIT_MS, ConsumerSpec
 from webhooks.payloads import SUBSCRIBABLE_EVENT_TYPES, order_event_message
 from webhooks.services import webhook_deliveries_record
 
@@ -17,8 +17,6 @@ def on_order_events(events: Sequence[Event]) -> None:
 CONSUMER = ConsumerSpec(
     name="webhooks",
     handlers=dict.fromkeys(SUBSCRIBABLE_EVENT_TYPES, on_order_events),
-    # Deliveries are sent by the dispatcher, over HTTP, with retries: a quarter of a second
-    # more before they are recorded goes unnoticed, and at low rates makes one batch of
-    # several events out of several batches of one.
-    batch_max_wait_ms=250,
+    # Deliveries are sent by the dispatcher, over HTTP, with retries.
+    batch_max_wait_ms=OFF_PATH_BATCH_MAX_WAIT_MS,
 )
