@@ -3,8 +3,9 @@
 Each takes a batch of events and calls services. Payment provider calls are slow network
 I/O, so the handlers that need them are two-phase: the provider is called with no database
 transaction open, then the outcome is recorded in the consumer's batch transaction together
-with the status changes and the next events. Before an order is charged, the risk check
-(risk.services) approves, holds or blocks it.
+with the status changes and the next events (a charge's order is paid, or its payment
+failed, in the transaction that records the charge). Before an order is charged, the risk
+check (risk.services) approves, holds or blocks it.
 """
 
 import uuid
@@ -15,7 +16,7 @@ from django.db import transaction
 from inventory.events import InventoryFailedV1, InventoryReservedV1
 from kafka_bridge.contracts import Event
 from kafka_bridge.registry import ConsumerSpec, TwoPhaseHandler
-from orders.events import OrderRef, PaymentFailedV1
+from orders.events import OrderRef
 from orders.payments import (
     GatewayAnswer,
     PaymentCause,
@@ -38,12 +39,6 @@ def _order_id(event: Event) -> uuid.UUID:
 
 def _causes(events: Sequence[Event]) -> list[PaymentCause]:
     return [PaymentCause(_order_id(e), e.event_id) for e in events]
-
-
-def _move_all(events: Sequence[Event], target: str) -> None:
-    orders_apply_changes(
-        changes=[OrderChange(_order_id(e), target, causation_id=e.event_id) for e in events]
-    )
 
 
 def _reserve_assess_and_charge(events: Sequence[Event]) -> Answers:
@@ -87,40 +82,6 @@ def on_inventory_failed(events: Sequence[Event]) -> None:
     orders_apply_changes(changes=changes)
 
 
-def _refund_if_order_ended(events: Sequence[Event]) -> Answers:
-    """A charge that landed after its order was cancelled or expired goes back."""
-    return payment_refunds_request(order_ids=[_order_id(e) for e in events], only_ended_orders=True)
-
-
-def _mark_paid(events: Sequence[Event], refunds: Answers) -> None:
-    orders_apply_changes(
-        changes=[
-            OrderChange(_order_id(e), OrderStatus.PAID, causation_id=e.event_id) for e in events
-        ]
-    )
-    if refunds:  # only a charge that landed after its order ended: rare
-        payments_record_refunds(refunds=refunds, causes=_causes(events))
-
-
-on_payments_processed = TwoPhaseHandler(
-    name="on_payments_processed", prepare=_refund_if_order_ended, apply=_mark_paid
-)
-
-
-def on_payments_failed(events: Sequence[Event]) -> None:
-    """payment_failed, then cancelled (inventory releases the stock on the cancel)."""
-    changes = []
-    for event in events:
-        payload = event.payload
-        assert isinstance(payload, PaymentFailedV1)
-        changes.append(
-            OrderChange(
-                payload.order_id, OrderStatus.PAYMENT_FAILED, payload.reason, event.event_id
-            )
-        )
-    orders_apply_changes(changes=changes)
-
-
 def _refund(events: Sequence[Event]) -> Answers:
     return payment_refunds_request(order_ids=[_order_id(e) for e in events])
 
@@ -134,14 +95,18 @@ on_orders_ended_unshipped = TwoPhaseHandler(
     name="on_orders_ended_unshipped", prepare=_refund, apply=_record_refunds
 )
 
+# A charge captured after its order ended (the cancel came in while it was in flight).
+on_payments_refund_due = TwoPhaseHandler(
+    name="on_payments_refund_due", prepare=_refund, apply=_record_refunds
+)
+
 
 CONSUMER = ConsumerSpec(
     name="orders",
     handlers={
         "inventory.reserved": on_inventory_reserved,
         "inventory.failed": on_inventory_failed,
-        "payments.processed": on_payments_processed,
-        "payments.failed": on_payments_failed,
+        "payments.refund_due": on_payments_refund_due,
         "orders.cancelled": on_orders_ended_unshipped,
         "orders.expired": on_orders_ended_unshipped,
     },

@@ -94,6 +94,17 @@ class PaymentFailedV1(OrderRef):
     reason: str
 
 
+class PaymentRefundDueV1(OrderRef):
+    """A charge was captured for an order that had ended (cancelled or expired) while the
+    charge was in flight: the money goes back."""
+
+    payment_id: uuid.UUID
+    amount: Decimal
+    currency: str
+    provider_reference: str
+    order_status: str
+
+
 class PaymentRefundedV1(OrderRef):
     payment_id: uuid.UUID
     amount: Decimal
@@ -135,6 +146,7 @@ EVENT_TYPES = [
     ),
     EventType("payments.processed", topic="payments", versions={1: PaymentProcessedV1}),
     EventType("payments.failed", topic="payments", versions={1: PaymentFailedV1}),
+    EventType("payments.refund_due", topic="payments", versions={1: PaymentRefundDueV1}),
     EventType("payments.refunded", topic="payments", versions={1: PaymentRefundedV1}),
     *(
         EventType(name, topic="orders", versions={1: OrderStatusChangedV1})

@@ -33,7 +33,12 @@ from django.utils.module_loading import import_string
 from common.circuit_breaker import CircuitOpen
 from kafka_bridge.outbox import NewEvent, outbox_events_record
 from orders.breaker import payment_breaker
-from orders.events import PaymentFailedV1, PaymentProcessedV1, PaymentRefundedV1
+from orders.events import (
+    PaymentFailedV1,
+    PaymentProcessedV1,
+    PaymentRefundDueV1,
+    PaymentRefundedV1,
+)
 from orders.metrics import payment_charges_count_on_commit
 from orders.models import FakeGatewayTransaction, Order, Payment
 from orders.selectors import (
@@ -41,6 +46,8 @@ from orders.selectors import (
     order_list_charge_overdue,
     payment_list_refundable,
 )
+from orders.services import OrderChange, orders_apply_changes
+from orders.status import OrderStatus
 
 K = TypeVar("K")
 
@@ -283,6 +290,10 @@ def _waits(answer: GatewayAnswer, *, outages_wait: bool) -> bool:
     return isinstance(answer, CircuitOpen) or (outages_wait and _gateway_failed(answer))
 
 
+# An order that ended while its charge was in flight: a captured charge goes back.
+_ENDED = frozenset({OrderStatus.CANCELLED, OrderStatus.EXPIRED})
+
+
 @transaction.atomic(savepoint=False)  # joins a consumer batch's transaction
 def payments_record_charges(
     *,
@@ -290,15 +301,18 @@ def payments_record_charges(
     causes: Sequence[PaymentCause],
     outages_wait: bool = False,
 ) -> dict[uuid.UUID, Payment]:
-    """Record what the provider answered: a Payment per charged order (captured or failed)
-    and `payments.processed` or `payments.failed`. Raises the provider's error for a charge
-    that did not get an answer (the event is retried), unless `outages_wait`. A charge the
-    circuit breaker held back (`CircuitOpen`) records nothing: its order waits, reserved,
-    for the charge sweep.
+    """Record what the provider answered and move each order on, in one transaction: a
+    Payment per charged order (captured or failed) with `payments.processed` or
+    `payments.failed`, and the order, still reserved, `paid`, or `payment_failed` then
+    `cancelled` (inventory releases the stock on the cancel). Raises the provider's error
+    for a charge that did not get an answer (the event is retried), unless `outages_wait`.
+    A charge the circuit breaker held back (`CircuitOpen`) records nothing: its order
+    waits, reserved, for the charge sweep.
 
-    Recorded whatever the order's status is now: money may have moved while a cancellation
-    came in, and the `payments.processed` event is what gets it refunded (see
-    `payment_refunds_request`). An order that already has a payment keeps it."""
+    Recorded whatever the order's status is now: money may have moved while a
+    cancellation came in. A charge captured for an order that ended meanwhile also records
+    `payments.refund_due`, on which the orders consumer refunds it. An order that already
+    has a payment keeps it."""
     answered = [
         cause
         for cause in causes
@@ -320,6 +334,7 @@ def payments_record_charges(
     gateway_name = payment_gateway().name
     payments: list[Payment] = []
     events: list[NewEvent] = []
+    changes: list[OrderChange] = []
     for cause in answered:
         order = orders.get(cause.order_id)
         if order is None or order.id in existing:
@@ -337,8 +352,14 @@ def payments_record_charges(
         existing[order.id] = payment
         payments.append(payment)
         events.append(_payment_event(payment, causation_id=cause.causation_id))
+        if order.status == OrderStatus.RESERVED:
+            target = OrderStatus.PAID if result.succeeded else OrderStatus.PAYMENT_FAILED
+            changes.append(OrderChange(order.id, target, result.decline_reason, cause.causation_id))
+        elif result.succeeded and order.status in _ENDED:
+            events.append(_refund_due_event(payment, causation_id=cause.causation_id))
     Payment.objects.bulk_create(payments)
     outbox_events_record(events)
+    orders_apply_changes(changes=changes, locked=orders)
     payment_charges_count_on_commit(payment.status for payment in payments)
     return existing
 
@@ -369,6 +390,28 @@ def _payment_event(payment: Payment, *, causation_id: uuid.UUID | None) -> NewEv
         key=str(order.customer_id),
         causation_id=causation_id,
         data=data,
+    )
+
+
+def _refund_due_event(payment: Payment, *, causation_id: uuid.UUID | None) -> NewEvent:
+    order = payment.order
+    logger.warning(
+        "order %s was %s when its charge was captured: refund due", order.id, order.status
+    )
+    return NewEvent(
+        event_type="payments.refund_due",
+        aggregate_id=str(order.id),
+        key=str(order.customer_id),
+        causation_id=causation_id,
+        data=PaymentRefundDueV1(
+            order_id=order.id,
+            customer_id=order.customer_id,
+            payment_id=payment.id,
+            amount=payment.amount,
+            currency=payment.currency,
+            provider_reference=payment.provider_reference,
+            order_status=order.status,
+        ),
     )
 
 
@@ -410,13 +453,10 @@ def payment_charge_for_order(
 # --- refund ------------------------------------------------------------------------------
 
 
-def payment_refunds_request(
-    *, order_ids: Sequence[uuid.UUID], only_ended_orders: bool = False
-) -> dict[uuid.UUID, GatewayAnswer]:
-    """Ask the provider to refund the captured payments of these orders (with
-    `only_ended_orders`, of those among them that were cancelled or expired); no
-    transaction may be open. Idempotent per order, like charges."""
-    payments = payment_list_refundable(order_ids=order_ids, only_ended_orders=only_ended_orders)
+def payment_refunds_request(*, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, GatewayAnswer]:
+    """Ask the provider to refund the captured payments of these orders; no transaction
+    may be open. Idempotent per order, like charges."""
+    payments = payment_list_refundable(order_ids=order_ids)
     gateway = payment_gateway()
     return gateway_calls(
         {

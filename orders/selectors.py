@@ -64,12 +64,7 @@ def order_list_stale(*, now: datetime, reserved: bool = True) -> QuerySet[Order]
     stuck = Q(status=OrderStatus.PENDING, status_changed_at__lt=pending_cutoff)
     if reserved:
         stuck |= Q(status=OrderStatus.RESERVED, status_changed_at__lt=reserved_cutoff)
-    return (
-        Order.objects.filter(stuck)
-        # A captured charge means `paid` is on its way: not stuck, just behind.
-        .exclude(payment__status=Payment.Status.CAPTURED)
-        .order_by("status_changed_at")
-    )
+    return Order.objects.filter(stuck).order_by("status_changed_at")
 
 
 def order_timeline(*, order_id: uuid.UUID) -> list[OutboxEvent | ArchivedEvent]:
@@ -118,15 +113,9 @@ def payment_circuit(*, now: datetime) -> PaymentCircuit:
     return PaymentCircuit(breaker.snapshot(), breaker.fail_max, breaker.reset_timeout, waiting)
 
 
-def payment_list_refundable(
-    *, order_ids: Sequence[uuid.UUID], only_ended_orders: bool = False
-) -> QuerySet[Payment]:
-    """Captured payments of these orders; with `only_ended_orders`, only where the order
-    was cancelled or expired (a charge that landed after the order ended)."""
-    payments = Payment.objects.filter(order_id__in=order_ids, status=Payment.Status.CAPTURED)
-    if only_ended_orders:
-        payments = payments.filter(order__status__in=[OrderStatus.CANCELLED, OrderStatus.EXPIRED])
-    return payments
+def payment_list_refundable(*, order_ids: Sequence[uuid.UUID]) -> QuerySet[Payment]:
+    """Captured payments of these orders."""
+    return Payment.objects.filter(order_id__in=order_ids, status=Payment.Status.CAPTURED)
 
 
 ORDER_EVENT_TYPES = ("orders.created", *ORDER_TRANSITION_EVENTS)

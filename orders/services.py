@@ -255,19 +255,26 @@ class OrderChange:
 
 
 @transaction.atomic(savepoint=False)  # joins a consumer batch's transaction
-def orders_apply_changes(*, changes: Sequence[OrderChange]) -> dict[uuid.UUID, Order]:
+def orders_apply_changes(
+    *, changes: Sequence[OrderChange], locked: Mapping[uuid.UUID, Order] | None = None
+) -> dict[uuid.UUID, Order]:
     """Apply saga events to orders, in the given order, in a constant number of queries:
     every order locked in one statement (primary-key order), one UPDATE, one INSERT of
     events. A change that no longer applies (the order moved on, e.g. a payment result for
     a cancelled order) is logged and changes nothing: redelivery and reordering are normal.
     A payment failure is followed by the order's cancellation (compensation: inventory
-    releases the stock on `orders.cancelled`). Returns the orders found, as they are now."""
-    orders = {
-        order.id: order
-        for order in Order.objects.select_for_update()
-        .filter(id__in={change.order_id for change in changes})
-        .order_by("pk")
-    }
+    releases the stock on `orders.cancelled`). `locked`: the orders, already read with
+    `select_for_update` in this transaction (not read again). Returns the orders found, as
+    they are now."""
+    if locked is not None:
+        orders = dict(locked)
+    else:
+        orders = {
+            order.id: order
+            for order in Order.objects.select_for_update()
+            .filter(id__in={change.order_id for change in changes})
+            .order_by("pk")
+        }
     moved: dict[uuid.UUID, Order] = {}
     events: list[NewEvent] = []
     for change in changes:

@@ -297,6 +297,12 @@ def test_declined_charge_records_a_failed_payment_and_payments_failed():
     assert data["reason"] == "card_declined"
     assert Decimal(data["amount"]) == Decimal("25.00")
     assert _events(order, "payments.processed") == []
+    # And the order moved in the same transaction: payment failed, then cancelled (the
+    # cancel is what releases its stock)
+    order.refresh_from_db()
+    assert order.status == OrderStatus.CANCELLED
+    assert len(_events(order, "orders.payment_failed")) == 1
+    assert len(_events(order, "orders.cancelled")) == 1
 
 
 @pytest.mark.django_db(transaction=True)

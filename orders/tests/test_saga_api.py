@@ -345,10 +345,15 @@ def test_detail_of_a_declined_order_shows_the_failed_payment_and_the_cancellatio
     # When the customer reads it
     body = api_client_for(customer).get(_url(order.id)).json()
 
-    # Then the failed payment and its reason are shown
+    # Then the failed payment and its reason are shown, and the cancellation it caused
     assert body["payment"]["status"] == "failed"
     assert body["payment"]["failure_reason"] == "card_declined"
-    assert body["timeline"][-1]["event_type"] == "payments.failed"
+    assert body["status"] == "cancelled"
+    assert [entry["event_type"] for entry in body["timeline"]][-3:] == [
+        "payments.failed",
+        "orders.payment_failed",
+        "orders.cancelled",
+    ]
 
 
 # --- create: payment token ---------------------------------------------------------------

@@ -18,7 +18,13 @@ from kafka_bridge.consumer.apply import events_apply
 from kafka_bridge.models import OutboxEvent
 from kafka_bridge.registry import CONSUMERS
 from orders.models import Order, Payment, Shipment
-from orders.payments import payment_charge_for_order, payment_gateway
+from orders.payments import (
+    PaymentCause,
+    payment_charge_for_order,
+    payment_charges_request,
+    payment_gateway,
+    payments_record_charges,
+)
 from orders.selectors import order_timeline
 from orders.services import (
     OrderItemInput,
@@ -408,8 +414,27 @@ def _orders_consumer_catches_up(*, after_event_id: int) -> None:
 
 
 @pytest.mark.django_db(transaction=True)  # the charge runs outside any transaction
+def test_a_captured_charge_pays_its_order_in_the_same_transaction():
+    # Given a reserved order
+    payment_gateway.cache_clear()
+    order = _order_in(OrderStatus.RESERVED)
+    before_charge = OutboxEvent.objects.order_by("id").last()
+    assert before_charge is not None
+
+    # When its charge is captured and recorded
+    payment = payment_charge_for_order(order_id=order.id)
+
+    # Then the order is paid with no consumer in between, and both events say so, in order
+    order.refresh_from_db()
+    assert payment is not None and payment.status == Payment.Status.CAPTURED
+    assert order.status == OrderStatus.PAID
+    recorded = [event.event_type for event in events_recorded_after(before_charge.id)]
+    assert recorded == ["payments.processed", "orders.paid"]
+
+
+@pytest.mark.django_db(transaction=True)  # the charge runs outside any transaction
 def test_cancel_after_a_captured_charge_is_refunded_when_the_consumer_catches_up():
-    # Given a reserved order charged successfully, before orders.paid was recorded
+    # Given a reserved order charged successfully (so paid)
     payment_gateway.cache_clear()
     order = _order_in(OrderStatus.RESERVED)
     before_charge = OutboxEvent.objects.order_by("id").last()
@@ -421,7 +446,7 @@ def test_cancel_after_a_captured_charge_is_refunded_when_the_consumer_catches_up
     order_cancel(order_id=order.id, actor="customer")
     _orders_consumer_catches_up(after_event_id=before_charge.id)
 
-    # Then the late payment result is ignored and the charge is refunded once
+    # Then the charge is refunded once
     order.refresh_from_db()
     payment.refresh_from_db()
     assert order.status == OrderStatus.CANCELLED
@@ -430,25 +455,39 @@ def test_cancel_after_a_captured_charge_is_refunded_when_the_consumer_catches_up
 
 
 @pytest.mark.django_db(transaction=True)  # the charge runs outside any transaction
-def test_expiry_never_leaves_a_captured_payment_on_an_expired_order(short_timeouts):
-    # Given a reserved order charged successfully, whose payments.processed the orders
-    # consumer has not handled yet (it lags beyond the reserved timeout)
+@pytest.mark.parametrize("ended_by", ["cancel", "expiry"])
+def test_a_charge_that_lands_after_its_order_ended_is_recorded_and_refunded(
+    ended_by, short_timeouts
+):
+    # Given a reserved order whose charge the provider has taken but we have not recorded
     payment_gateway.cache_clear()
     order = _order_in(OrderStatus.RESERVED)
     before_charge = OutboxEvent.objects.order_by("id").last()
     assert before_charge is not None
-    payment = payment_charge_for_order(order_id=order.id)
-    assert payment is not None and payment.status == Payment.Status.CAPTURED
-    _age(order, 700)
+    charges = payment_charges_request(order_ids=[order.id])
 
-    # When the expiry sweep runs and then the orders consumer catches up
-    order_expire_stale()
+    # When the order is cancelled or expires meanwhile, then the charge is recorded and
+    # the orders consumer catches up
+    if ended_by == "cancel":
+        order_cancel(order_id=order.id, actor="customer")
+    else:
+        _age(order, 700)
+        assert order_expire_stale() == [order.id]
+    payments = payments_record_charges(charges=charges, causes=[PaymentCause(order.id)])
     _orders_consumer_catches_up(after_event_id=before_charge.id)
 
-    # Then the customer is not left charged for an order that will never ship
+    # Then the order stays ended, the charge was recorded with a refund due, and the
+    # money went back once
     order.refresh_from_db()
+    payment = payments[order.id]
     payment.refresh_from_db()
-    assert (order.status, payment.status) != (OrderStatus.EXPIRED, Payment.Status.CAPTURED)
+    ended = OrderStatus.CANCELLED if ended_by == "cancel" else OrderStatus.EXPIRED
+    assert order.status == ended
+    [due] = _events(order, "payments.refund_due")
+    assert due.envelope["data"]["order_status"] == ended
+    assert payment.status == Payment.Status.REFUNDED
+    assert len(_events(order, "payments.refunded")) == 1
+    assert _events(order, "orders.paid") == []
 
 
 # --- order_timeline ----------------------------------------------------------------------

@@ -99,8 +99,6 @@ NOTICE = "notification"
 PRODUCED_BY = {
     "inventory.reserved": "inventory",
     "inventory.failed": "inventory",
-    "payments.processed": "orders",
-    "payments.failed": "orders",
     "orders.paid": "orders",
     NOTICE: "notifications",
 }

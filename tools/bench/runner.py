@@ -480,7 +480,7 @@ class Bench:
         started = timezone.now()
         with self._meter() as meter:
             self.supervisor.consumer(name)
-            # Its own output can add to its input (orders: payments.processed), so the
+            # Its own output can add to its input (orders: the cancellations it makes), so the
             # target is re-read as it goes.
             complete = self._wait(
                 f"group {name}",

@@ -113,7 +113,6 @@ def test_bench_reports_every_phase(transactional_db, capsys, tmp_path, settings,
     assert [hop["hop"] for hop in fixed["breakdown"]["hops"]] == [
         "orders.created → inventory",
         "inventory.reserved → orders",
-        "payments.processed → orders",
         "orders.paid → notifications",
     ]
     # (f): each rate ran its open loop and every order reached its last notice.
