@@ -1,13 +1,11 @@
 import functools
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Field, Model
 
 from api_tokens.models import ApiToken, api_token_digest
+from kafka_bridge.sql import Columns
 
 
 def api_token_get_active(*, key: str) -> ApiToken | None:
@@ -31,57 +29,19 @@ def api_token_get_active(*, key: str) -> ApiToken | None:
     return token
 
 
-Converter = Callable[[Any, Any, Any], Any]
-
-
-@dataclass(frozen=True)
-class _Columns:
-    """A model's concrete fields as selected, with the database backend's converters (the
-    ones a queryset would apply: SQLite, say, returns naive datetimes)."""
-
-    alias: str
-    fields: "Sequence[Field[Any, Any]]"
-
-    def __len__(self) -> int:
-        return len(self.fields)
-
-    def sql(self) -> list[str]:
-        quote = connection.ops.quote_name
-        return [f"{self.alias}.{quote(field.column)}" for field in self.fields]
-
-    @functools.cached_property
-    def _converters(self) -> list[tuple[Any, list[Converter]]]:
-        columns = [field.get_col(self.alias) for field in self.fields]
-        return [
-            (
-                column,
-                connection.ops.get_db_converters(column) + column.get_db_converters(connection),
-            )
-            for column in columns
-        ]
-
-    def instance(self, model: type[Model], values: Sequence[Any]) -> Any:
-        converted = []
-        for value, (column, converters) in zip(values, self._converters, strict=True):
-            for converter in converters:
-                value = converter(value, column, connection)
-            converted.append(value)
-        return model.from_db(connection.alias, [f.attname for f in self.fields], converted)
-
-
 @dataclass(frozen=True)
 class _Statement:
     sql: str
-    token_fields: _Columns
-    user_fields: _Columns
+    token_fields: Columns
+    user_fields: Columns
 
 
 @functools.cache
 def _token_with_user_statement() -> _Statement:
     user_model = get_user_model()
     quote = connection.ops.quote_name
-    token_fields = _Columns("t", ApiToken._meta.concrete_fields)
-    user_fields = _Columns("u", user_model._meta.concrete_fields)
+    token_fields = Columns("t", ApiToken._meta.concrete_fields)
+    user_fields = Columns("u", user_model._meta.concrete_fields)
     user_fk = ApiToken._meta.get_field("user")
     sql = (
         f"SELECT {', '.join(token_fields.sql() + user_fields.sql())} "

@@ -1,5 +1,5 @@
-"""Multi-row INSERT and UPDATE statements that stay cheap for the client at consumer-batch
-sizes.
+"""Plain statements for hot paths: multi-row INSERT and UPDATE that stay cheap for the
+client at consumer-batch sizes, and the columns of a SELECT written once per process.
 
 Django's psycopg backend binds parameters client-side: a VALUES list of 500 rows by 13
 columns is a statement of 6,500 placeholders that psycopg parses and quotes one by one in
@@ -8,14 +8,60 @@ outbox: about 65 ms of 95 ms per 500 events). `bulk_create` avoids that with UNN
 not for models with a BinaryField, such as the outbox. Here PostgreSQL gets a short,
 constant statement with one array per column; other databases (SQLite for `make run`)
 get the plain VALUES list.
+
+A queryset is compiled again on every call, which for a small read can cost more CPU than
+the read itself; a statement run for every request or batch can be written once per
+process instead, its rows converted by `Columns` as a queryset would convert them.
 """
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, models
+
+Converter = Callable[[Any, Any, Any], Any]
+
+
+@dataclass(frozen=True)
+class Columns:
+    """A model's fields as selected, with the database backend's converters (the ones a
+    queryset would apply: SQLite, say, returns naive datetimes and UUIDs as hex)."""
+
+    alias: str
+    fields: "Sequence[models.Field[Any, Any]]"
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def sql(self) -> list[str]:
+        quote = connection.ops.quote_name
+        return [f"{self.alias}.{quote(field.column)}" for field in self.fields]
+
+    @functools.cached_property
+    def _converters(self) -> list[tuple[Any, list[Converter]]]:
+        columns = [field.get_col(self.alias) for field in self.fields]
+        return [
+            (
+                column,
+                connection.ops.get_db_converters(column) + column.get_db_converters(connection),
+            )
+            for column in columns
+        ]
+
+    def values(self, row: Sequence[Any]) -> list[Any]:
+        """The fields' values in `row` (one value per field, in order), as Python values."""
+        converted = []
+        for value, (column, converters) in zip(row, self._converters, strict=True):
+            for converter in converters:
+                value = converter(value, column, connection)
+            converted.append(value)
+        return converted
+
+    def instance(self, model: type[models.Model], row: Sequence[Any]) -> Any:
+        return model.from_db(connection.alias, [f.attname for f in self.fields], self.values(row))
 
 
 def rows_insert(
