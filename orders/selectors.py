@@ -1,19 +1,22 @@
+import functools
 import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, F, Q, QuerySet, Window
-from django.db.models.functions import RowNumber
+from django.db import connection
+from django.db.models import Count, DurationField, Q, QuerySet
 
 from common.circuit_breaker import BreakerSnapshot
 from common.time_series import counts_per_minute
 from kafka_bridge.models import ArchivedEvent, OutboxEvent
 from kafka_bridge.outbox import aggregate_events
+from kafka_bridge.sql import Columns
 from orders.breaker import payment_breaker
 from orders.events import ORDER_TRANSITION_EVENTS
 from orders.models import Order, Payment
@@ -279,79 +282,6 @@ class OrderRiskFacts:
     country: str = ""  # ISO code of the shipping address; "" when the order ships nowhere
 
 
-def order_list_risk_facts(*, order_ids: Sequence[uuid.UUID]) -> list[OrderRiskFacts]:
-    """Those of these orders that are reserved (so not yet charged), as the risk check
-    sees them."""
-    rows = Order.objects.filter(id__in=order_ids, status=OrderStatus.RESERVED).values_list(
-        "id", "customer_id", "total", "created_at", "payment_token", "shipping_address__country"
-    )
-    return [
-        OrderRiskFacts(order_id, customer_id, total, created_at, token or "", country or "")
-        for order_id, customer_id, total, created_at, token, country in rows
-    ]
-
-
-def order_times_by_customer(
-    *, customer_ids: Iterable[int], since: datetime
-) -> dict[int, list[datetime]]:
-    """When each of these customers placed orders, from `since` on, oldest first."""
-    times: dict[int, list[datetime]] = {}
-    rows = (
-        Order.objects.filter(customer_id__in=set(customer_ids), created_at__gte=since)
-        .order_by("created_at")
-        .values_list("customer_id", "created_at")
-    )
-    for customer_id, created_at in rows:
-        times.setdefault(customer_id, []).append(created_at)
-    return times
-
-
-def order_times_by_payment_token(
-    *, tokens: Iterable[str], since: datetime
-) -> dict[str, list[datetime]]:
-    """When orders paid with each of these tokens were placed, from `since` on, by anyone,
-    oldest first."""
-    wanted = {token for token in tokens if token}
-    times: dict[str, list[datetime]] = {}
-    if not wanted:
-        return times
-    rows = (
-        Order.objects.filter(payment_token__in=wanted, created_at__gte=since)
-        .order_by("created_at")
-        .values_list("payment_token", "created_at")
-    )
-    for token, created_at in rows:
-        times.setdefault(token, []).append(created_at)
-    return times
-
-
-@dataclass(frozen=True)
-class DeclinedCharges:
-    by_customer: dict[int, int]
-    by_token: dict[str, int]
-
-
-def declined_charges_since(
-    *, customer_ids: Iterable[int], tokens: Iterable[str], since: datetime
-) -> DeclinedCharges:
-    """How many charges the provider declined from `since` on, for each of these customers
-    and each of these payment tokens (one query)."""
-    customers, wanted = set(customer_ids), {token for token in tokens if token}
-    rows = (
-        Payment.objects.filter(status=Payment.Status.FAILED, created_at__gte=since)
-        .filter(Q(order__customer_id__in=customers) | Q(order__payment_token__in=wanted))
-        .values_list("order__customer_id", "order__payment_token")
-    )
-    by_customer: dict[int, int] = {}
-    by_token: dict[str, int] = {}
-    for customer_id, token in rows:
-        if customer_id in customers:
-            by_customer[customer_id] = by_customer.get(customer_id, 0) + 1
-        if token in wanted:
-            by_token[token] = by_token.get(token, 0) + 1
-    return DeclinedCharges(by_customer, by_token)
-
-
 @dataclass(frozen=True)
 class PaidOrder:
     created_at: datetime
@@ -359,33 +289,153 @@ class PaidOrder:
     country: str
 
 
-def paid_orders_by_customer(
-    *, customer_ids: Iterable[int], latest: int
-) -> dict[int, list[PaidOrder]]:
-    """The latest `latest` orders of each of these customers whose charge was captured (and
-    not refunded), newest first: one query, however long their histories."""
-    rows = (
-        Payment.objects.filter(
-            status=Payment.Status.CAPTURED, order__customer_id__in=set(customer_ids)
-        )
-        .annotate(
-            rank=Window(
-                RowNumber(),
-                partition_by=[F("order__customer_id")],
-                order_by=F("order__created_at").desc(),
+@dataclass(frozen=True)
+class OrderRiskHistory:
+    """What came before an order, as of its creation (the counts include the order)."""
+
+    customer_orders: int  # its customer's, within the customer window
+    token_orders: int  # with its payment token, anyone's, within the token window (0: no token)
+    customer_declined: int  # its customer's declined charges since `declined_since`
+    token_declined: int  # its payment token's declined charges since then (0: no token)
+    paid: tuple[PaidOrder, ...]  # its customer's latest paid orders before it, newest first
+
+
+def order_list_risk_facts(
+    *,
+    order_ids: Sequence[uuid.UUID],
+    customer_window: timedelta,
+    token_window: timedelta,
+    declined_since: datetime,
+    paid_orders: int,
+) -> list[tuple[OrderRiskFacts, OrderRiskHistory]]:
+    """Those of these orders that are reserved (so not yet charged), in the order asked, as
+    the risk check sees them, each with what came before it; `paid_orders` is how many of
+    its customer's earlier paid orders to read (the latest; a charge captured and not
+    refunded).
+
+    The orders consumer runs this for every batch, however small, so it is one statement
+    written once per process: the six querysets it replaces cost over ten times its CPU
+    for a batch of one."""
+    if not order_ids:
+        return []
+    statement = _risk_read_statement(connection.vendor)
+    prepare = Order._meta.get_field("created_at").get_db_prep_value
+    params: dict[str, Any] = {
+        "reserved": OrderStatus.RESERVED.value,
+        "captured": Payment.Status.CAPTURED.value,
+        "failed": Payment.Status.FAILED.value,
+        "customer_window": _DURATION.get_db_prep_value(customer_window, connection),
+        "token_window": _DURATION.get_db_prep_value(token_window, connection),
+        "declined_since": prepare(declined_since, connection),
+        # How many earlier paid orders come before the oldest one to read, newest first
+        # (orders placed at the same instant as that one come too, and are cut below).
+        "paid_offset": max(paid_orders, 1) - 1,
+    }
+    if connection.vendor == "postgresql":
+        params["ids"] = list(order_ids)
+    else:
+        prepare_id = Order._meta.get_field("id").get_db_prep_value
+        params["ids"] = json.dumps([prepare_id(order_id, connection) for order_id in order_ids])
+    with connection.cursor() as cursor:
+        cursor.execute(statement.sql, params)
+        rows = cursor.fetchall()
+    facts: dict[uuid.UUID, OrderRiskFacts] = {}
+    counts: dict[uuid.UUID, tuple[int, int, int, int]] = {}
+    paid: dict[uuid.UUID, list[PaidOrder]] = {}
+    for row in rows:
+        order_id, customer_id, total, created_at, token, address = statement.order.values(row[:6])
+        country = (address or {}).get("country") or ""
+        if row[6] is None:  # an earlier paid order of the order's customer
+            paid.setdefault(order_id, []).append(PaidOrder(created_at, total, country))
+        else:
+            facts[order_id] = OrderRiskFacts(
+                order_id, customer_id, total, created_at, token or "", country
             )
-        )
-        .filter(rank__lte=latest)
-        .values_list(
-            "order__customer_id",
-            "order__created_at",
-            "order__total",
-            "order__shipping_address__country",
-        )
+            counts[order_id] = row[6:]
+    read = []
+    for order_id in dict.fromkeys(order_ids):
+        if order_id in facts:
+            latest = sorted(paid.get(order_id, ()), key=lambda p: p.created_at, reverse=True)
+            history = OrderRiskHistory(*counts[order_id], paid=tuple(latest[:paid_orders]))
+            read.append((facts[order_id], history))
+    return read
+
+
+_DURATION = DurationField()
+
+
+@dataclass(frozen=True)
+class _RiskRead:
+    sql: str
+    # Every row's first six columns: the order asked about, then its own columns (a facts
+    # row, with its four counts after them) or those of one of its earlier paid orders.
+    order: Columns
+
+
+@functools.cache
+def _risk_read_statement(vendor: str) -> _RiskRead:
+    """The orders' facts with their counts, then their customers' earlier paid orders.
+
+    Every count and every paid order is relative to the order's own creation, so that a
+    redelivered or reordered event counts the same. The paid orders are bounded by the
+    order's `paid_from`: the creation of the last one to read (OFFSET), or of the
+    customer's first order when there are fewer; so an index range on (customer,
+    created_at) reads them, however long the customer's history."""
+    quote = connection.ops.quote_name
+    orders, payments = quote(Order._meta.db_table), quote(Payment._meta.db_table)
+    # One parameter however many orders, so the statement stays the same: an array, or on
+    # SQLite (`make run`) a JSON list.
+    ids = (
+        "= ANY(%(ids)s)" if vendor == "postgresql" else "IN (SELECT value FROM json_each(%(ids)s))"
     )
-    paid: dict[int, list[PaidOrder]] = {}
-    for customer_id, created_at, total, country in rows:
-        paid.setdefault(customer_id, []).append(PaidOrder(created_at, total, country or ""))
-    for orders in paid.values():
-        orders.sort(key=lambda order: order.created_at, reverse=True)
-    return paid
+    customer_from = _minus("f.created_at", "%(customer_window)s")
+    token_from = _minus("f.created_at", "%(token_window)s")
+    sql = f"""
+        WITH f AS (
+            SELECT o.id, o.customer_id, o.total, o.created_at, o.payment_token,
+                o.shipping_address,
+                COALESCE(
+                    (SELECT h.created_at FROM {orders} h JOIN {payments} p ON p.order_id = h.id
+                     WHERE h.customer_id = o.customer_id AND h.created_at < o.created_at
+                        AND p.status = %(captured)s
+                     ORDER BY h.created_at DESC LIMIT 1 OFFSET %(paid_offset)s),
+                    (SELECT MIN(h.created_at) FROM {orders} h WHERE h.customer_id = o.customer_id)
+                ) AS paid_from
+            FROM {orders} o WHERE o.id {ids} AND o.status = %(reserved)s
+        )
+        SELECT f.id, f.customer_id, f.total, f.created_at, f.payment_token, f.shipping_address,
+            (SELECT COUNT(*) FROM {orders} h
+             WHERE h.customer_id = f.customer_id
+                AND h.created_at > {customer_from} AND h.created_at <= f.created_at),
+            (SELECT COUNT(*) FROM {orders} h
+             WHERE h.payment_token = f.payment_token AND h.payment_token <> ''
+                AND h.created_at > {token_from} AND h.created_at <= f.created_at),
+            (SELECT COUNT(*) FROM {orders} h JOIN {payments} p ON p.order_id = h.id
+             WHERE h.customer_id = f.customer_id
+                AND p.status = %(failed)s AND p.created_at >= %(declined_since)s),
+            (SELECT COUNT(*) FROM {orders} h JOIN {payments} p ON p.order_id = h.id
+             WHERE h.payment_token = f.payment_token AND h.payment_token <> ''
+                AND p.status = %(failed)s AND p.created_at >= %(declined_since)s)
+        FROM f
+        UNION ALL
+        SELECT f.id, NULL, h.total, h.created_at, NULL, h.shipping_address,
+            NULL, NULL, NULL, NULL
+        FROM f
+        JOIN {orders} h ON h.customer_id = f.customer_id
+            AND h.created_at >= f.paid_from AND h.created_at < f.created_at
+        JOIN {payments} p ON p.order_id = h.id AND p.status = %(captured)s
+    """
+    fields = ["id", "customer", "total", "created_at", "payment_token", "shipping_address"]
+    return _RiskRead(
+        sql=" ".join(sql.split()),
+        order=Columns("o", [Order._meta.get_field(name) for name in fields]),
+    )
+
+
+def _minus(column: str, duration: str) -> str:
+    """`column - duration` in the backend's SQL (SQLite has no interval type: Django gives it
+    a function, and the duration as microseconds)."""
+    if connection.features.has_native_duration_field:
+        return f"{column} - {duration}"
+    duration = connection.ops.format_for_duration_arithmetic(duration)
+    return connection.ops.combine_duration_expression("-", [column, duration])

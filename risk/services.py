@@ -1,10 +1,11 @@
 """Risk writes: assess reserved orders before their charge (run by the orders consumer), and
 the staff review of a hold.
 
-The assessment of a batch costs a constant number of queries: the orders' facts, then their
-history (orders per customer and per payment token in their windows, declined charges,
-earlier paid orders) in four set-based reads, then one INSERT of assessments, one of events
-and one locked update of the orders held or blocked.
+The assessment of a batch costs a constant number of queries: one read of the orders' facts
+with their history (orders per customer and per payment token in their windows, declined
+charges, earlier paid orders), then one INSERT of assessments, one of events and one locked
+update of the orders held or blocked; and one read of assessments made before, only when an
+order was not assessed now (a redelivered event, or an order no longer reserved).
 
 **Velocity without counters.** Counts are read from the facts themselves (the orders and
 payments tables), each relative to the order's own creation time: an order is committed by
@@ -17,11 +18,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from bisect import bisect_right
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -30,15 +30,7 @@ from django.utils import timezone
 
 from kafka_bridge.outbox import NewEvent, outbox_events_record
 from kafka_bridge.sql import rows_insert
-from orders.selectors import (
-    OrderRiskFacts,
-    OrderStatus,
-    declined_charges_since,
-    order_list_risk_facts,
-    order_times_by_customer,
-    order_times_by_payment_token,
-    paid_orders_by_customer,
-)
+from orders.selectors import OrderRiskFacts, OrderRiskHistory, OrderStatus, order_list_risk_facts
 from orders.services import OrderChange, order_hold_approve, order_hold_reject, orders_apply_changes
 from risk.events import RiskAssessedV1, RuleScoreV1
 from risk.metrics import risk_assessments_count_on_commit
@@ -46,6 +38,7 @@ from risk.models import RiskAssessment
 from risk.review import Decision, Review, review_check
 from risk.review import ReviewRefused as ReviewRefused  # callers of the reviews catch it
 from risk.rules import Assessment, History, RiskSettings, assess
+from risk.selectors import risk_assessments_for_orders
 
 if TYPE_CHECKING:
     from orders.models import Order
@@ -66,54 +59,15 @@ class RiskCheck:
     causation_id: uuid.UUID | None = None
 
 
-def _count_within(times: Sequence[datetime], *, end: datetime, window: timedelta) -> int:
-    """How many of `times` (sorted) fall in (end - window, end]."""
-    return bisect_right(times, end) - bisect_right(times, end - window)
-
-
-def risk_histories(
-    *, orders: Sequence[OrderRiskFacts], config: RiskSettings, now: datetime
-) -> dict[uuid.UUID, History]:
-    """What came before each of these orders, read for all of them in four queries."""
-    if not orders:
-        return {}
-    earliest = min(order.created_at for order in orders)
-    customers = {order.customer_id for order in orders}
-    tokens = {order.payment_token for order in orders if order.payment_token}
-    by_customer = order_times_by_customer(
-        customer_ids=customers, since=earliest - config.customer_window
+def _history(read: OrderRiskHistory) -> History:
+    return History(
+        customer_orders=read.customer_orders,
+        token_orders=read.token_orders,
+        customer_failed_payments=read.customer_declined,
+        token_failed_payments=read.token_declined,
+        paid_totals=tuple(p.total for p in read.paid),
+        paid_countries=frozenset(p.country for p in read.paid if p.country),
     )
-    by_token = order_times_by_payment_token(tokens=tokens, since=earliest - config.token_window)
-    declined = declined_charges_since(
-        customer_ids=customers, tokens=tokens, since=now - config.failed_payments_window
-    )
-    paid = paid_orders_by_customer(customer_ids=customers, latest=config.history_orders)
-    histories = {}
-    for order in orders:
-        earlier_paid = [
-            p for p in paid.get(order.customer_id, []) if p.created_at < order.created_at
-        ]
-        histories[order.order_id] = History(
-            customer_orders=_count_within(
-                by_customer.get(order.customer_id, []),
-                end=order.created_at,
-                window=config.customer_window,
-            ),
-            token_orders=_count_within(
-                by_token.get(order.payment_token, []),
-                end=order.created_at,
-                window=config.token_window,
-            )
-            if order.payment_token
-            else 0,
-            customer_failed_payments=declined.by_customer.get(order.customer_id, 0),
-            token_failed_payments=declined.by_token.get(order.payment_token, 0)
-            if order.payment_token
-            else 0,
-            paid_totals=tuple(p.total for p in earlier_paid),
-            paid_countries=frozenset(p.country for p in earlier_paid if p.country),
-        )
-    return histories
 
 
 def _rules_document(assessment: Assessment) -> list[dict[str, object]]:
@@ -149,16 +103,24 @@ def risk_orders_assess(
     now = now or timezone.now()
     config = RiskSettings.from_settings(settings.RISK)
     causes = {check.order_id: check.causation_id for check in checks}
-    found = {a.order_id: a for a in RiskAssessment.objects.filter(order_id__in=list(causes))}
-    facts = order_list_risk_facts(order_ids=[i for i in causes if i not in found])
-    if not facts:
-        return found
-    histories = risk_histories(orders=facts, config=config, now=now)
+    read = order_list_risk_facts(
+        order_ids=list(causes),
+        customer_window=config.customer_window,
+        token_window=config.token_window,
+        declined_since=now - config.failed_payments_window,
+        paid_orders=config.history_orders,
+    )
     made = {
-        order.order_id: (order, assess(order, histories[order.order_id], config)) for order in facts
+        order.order_id: (order, assess(order, _history(history), config)) for order, history in read
     }
-    found.update(_assessments_record(made, causes=causes, config=config, now=now))
-    return found
+    assessed = _assessments_record(made, causes=causes, config=config, now=now) if made else {}
+    # An order assessed before (a redelivered event) is skipped by the insert, and one no
+    # longer reserved was not read: their assessments, if any, are read only then, so a batch
+    # of new orders costs a single read.
+    others = [order_id for order_id in causes if order_id not in assessed]
+    if others:
+        assessed.update(risk_assessments_for_orders(order_ids=others))
+    return assessed
 
 
 @transaction.atomic(savepoint=False)  # joins the reservation's transaction

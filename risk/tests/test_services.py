@@ -2,15 +2,17 @@
 with their event, holds and blocks applied to the orders, and the staff review of a hold."""
 
 import uuid
-from decimal import Decimal
+from datetime import timedelta
 from unittest import mock
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from kafka_bridge.models import OutboxEvent
-from orders.models import Order
+from orders.events import ShippingAddress
+from orders.models import Order, Payment
 from orders.payments import payment_charge_for_order, payment_charges_retry, payment_gateway
 from orders.services import (
     OrderChange,
@@ -59,13 +61,25 @@ def _reserved(customer=None, *, price: str = "10.00", quantity: int = 1, token: 
 
 
 def _paid(customer, *, price: str = "10.00", country: str = "DE") -> Order:  # type: ignore[no-untyped-def]
-    from orders.events import ShippingAddress
-
     address = ShippingAddress(**{**SHIPPING_ADDRESS, "country": country})
     order = _reserved(customer, price=price, shipping_address=address)
     payment = payment_charge_for_order(order_id=order.id)
     assert payment is not None and payment.status == "captured"
     return order
+
+
+def _placed(order: Order, ago: timedelta, *, charged_ago: timedelta | None = None) -> Order:
+    """Move the order (and its charge) back in time."""
+    now = timezone.now()
+    Order.objects.filter(id=order.id).update(created_at=now - ago)
+    Payment.objects.filter(order_id=order.id).update(created_at=now - (charged_ago or ago))
+    return order
+
+
+def _declined(customer, ago: timedelta, *, charged_ago: timedelta | None = None) -> Order:  # type: ignore[no-untyped-def]
+    order = _reserved(customer, token="tok_decline")
+    assert payment_charge_for_order(order_id=order.id).status == "failed"  # type: ignore[union-attr]
+    return _placed(order, ago, charged_ago=charged_ago)
 
 
 def _assess(*orders: Order) -> dict[uuid.UUID, RiskAssessment]:
@@ -165,7 +179,6 @@ def test_amount_far_above_the_usual_and_a_new_country_add_up(settings):
     customer = customer_create()
     for _ in range(3):
         _paid(customer, country="DE")
-    from orders.events import ShippingAddress
 
     # When an order of 60.00 to FR is assessed
     order = _reserved(
@@ -320,14 +333,58 @@ def test_an_assessment_is_reviewed_once():
     assert _status(held) == "held"  # nothing moved: the review rolled the move back
 
 
-def test_the_amount_rule_reads_the_latest_paid_orders_only(settings):
-    settings.RISK = {**settings.RISK, "HISTORY_ORDERS": 3}
-    customer = customer_create()
-    _paid(customer, price="1000.00")  # older than the latest three
-    for _ in range(3):
-        _paid(customer, price="10.00")
+def test_history_counts_from_each_orders_own_time_and_reads_its_latest_paid_orders(settings):
+    # Given limits low enough for every count to show in the reasons, 3 paid orders read ...
+    settings.RISK = {
+        **settings.RISK,
+        "CUSTOMER_MAX_ORDERS": 1,
+        "TOKEN_MAX_ORDERS": 1,
+        "FAILED_PAYMENTS_MAX": 0,
+        "HISTORY_ORDERS": 3,
+    }
+    minute, day = timedelta(minutes=1), timedelta(days=1)
+    customer, others = customer_create(), [customer_create() for _ in range(3)]
+    # ... a customer with more paid orders than that: the oldest, large and to FR, is beyond
+    # the latest 3 before either order assessed; one to ES comes between the two
+    _placed(_paid(customer, price="1000.00", country="FR"), 3 * day)
+    for n in range(3):
+        _placed(_paid(customer, country="DE"), 2 * day - n * minute)
+    # ... orders in and out of the hour before the first order, of the customer and of its
+    # token (anyone's) ...
+    _placed(_reserved(customer), 90 * minute)
+    _placed(_reserved(customer), 40 * minute)
+    _placed(_reserved(others[0], token="tok_decline"), 30 * minute)
+    _placed(_reserved(others[0], token="tok_decline"), 120 * minute)
+    # ... declined charges in and out of the day before now, the customer's and the token's
+    _declined(customer, 120 * minute)
+    _declined(customer, 3 * day, charged_ago=2 * day)
+    _declined(others[1], 180 * minute)
+    _declined(others[2], 4 * day, charged_ago=3 * day)
+    fr = ShippingAddress(**{**SHIPPING_ADDRESS, "country": "FR"})
+    first = _placed(
+        _reserved(customer, price="51.00", token="tok_decline", shipping_address=fr),
+        10 * minute,
+    )
+    _placed(_paid(customer, country="ES"), 5 * minute)
+    second = _placed(_reserved(customer, shipping_address=fr), minute)
 
-    order = _reserved(customer, price="51.00")
+    # When both are assessed in one batch
+    assessed = _assess(first, second)
 
-    assert _assess(order)[order.id].decision == Decision.HOLD
-    assert Decimal("51.00") > 5 * Decimal("10.00")
+    # Then each order's counts and paid history are its own
+    def reasons(order: Order) -> dict[str, str]:
+        return {r["rule"]: r["reason"] for r in assessed[order.id].rules if r["points"]}
+
+    assert reasons(first) == {
+        "customer_velocity": "2 orders by this customer in 60 min (more than 1)",
+        "token_velocity": "2 orders with this payment token in 60 min (more than 1)",
+        "failed_payments": "2 declined payments of this payment token in 24 h (more than 0)",
+        "amount_spike": "total 51.00 is 5.1x the median (10.00) of 3 earlier paid orders "
+        "(more than 5.0x)",
+        "new_country": "ships to FR; earlier paid orders went to DE",
+    }
+    assert reasons(second) == {
+        "customer_velocity": "4 orders by this customer in 60 min (more than 1)",
+        "failed_payments": "1 declined payments of the customer in 24 h (more than 0)",
+        "new_country": "ships to FR; earlier paid orders went to DE, ES",
+    }
