@@ -6,15 +6,19 @@ send it. A backend that raises (a provider's 5xx, a timeout) rolls the attempt b
 task retries it. A push subscription the push service calls gone is removed.
 """
 
+import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.contrib.auth import get_user_model
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from common.structured_logs import log_context
+from kafka_bridge.sql import Columns
 from notifications.channels import (
     DeliveryOutcome,
     DeliveryResult,
@@ -123,58 +127,112 @@ def notification_send(*, notification_id: int) -> Notification | None:
     A push notification goes to each of the customer's subscriptions; those the push
     service calls gone are removed. It is sent if any subscription took it, failed if
     every one was gone or refused it. A message the provider refuses for good (SMS to an
-    invalid number) is failed at once."""
-    # Counted in its own transaction: a failed attempt below rolls back, the count stays.
-    Notification.objects.filter(id=notification_id).exclude(status=Notification.Status.SENT).update(
-        attempts=F("attempts") + 1
-    )
-    with transaction.atomic():
-        notification = (
-            Notification.objects.select_for_update(of=("self",))
-            .select_related("customer")
-            .filter(id=notification_id)
-            .first()
-        )
-        if notification is None or notification.status == Notification.Status.SENT:
-            return notification
-        with log_context(
-            notification_id=notification.id,
-            channel=notification.channel,
-            order_id=str(notification.order_id),
-            event_id=str(notification.event_id),
-            correlation_id=notification.correlation_id or None,
-        ):
-            sent: list[_Addressed] = []
-            refused: list[str] = []
-            gone = []
-            for addressed in _addressed(notification):
-                result = _send(addressed)
-                if result.outcome == DeliveryOutcome.SENT:
-                    sent.append(addressed)
-                elif result.outcome == DeliveryOutcome.GONE:
-                    gone.append(addressed.subscription_id)
-                    refused.append(f"{result.detail}: subscription removed")
-                else:
-                    refused.append(result.detail)
-            if gone:
-                PushSubscription.objects.filter(id__in=gone).delete()
-                logger.info("push subscriptions gone, removed: %d", len(gone))
-            if sent:
-                notification.status = Notification.Status.SENT
-                notification.sent_at = timezone.now()
-                notification.error = ""
-                notification.recipient = _recipient(notification, sent)
-                notification.save(update_fields=["status", "sent_at", "error", "recipient"])
-                logger.info("%s sent: %s", _NAMES[notification.channel], notification.kind)
-            else:
-                notification.status = Notification.Status.FAILED
-                notification.error = "; ".join(refused)[:2000]
-                notification.save(update_fields=["status", "error"])
-                notification_failed_count(channel=notification.channel)
-                logger.warning(
-                    "%s not delivered: %s", _NAMES[notification.channel], notification.error
-                )
+    invalid number) is failed at once.
+
+    One transaction: the row locked and read with its customer, the send, one UPDATE of
+    the outcome and the attempt count. An attempt that raises rolls back; it is counted
+    after, on its own."""
+    try:
+        with transaction.atomic():
+            return _notification_send_locked(notification_id)
+    except Exception:
+        # A database that is down cannot count the attempt: the send's error is the news.
+        with contextlib.suppress(DatabaseError):
+            Notification.objects.filter(id=notification_id).exclude(
+                status=Notification.Status.SENT
+            ).update(attempts=F("attempts") + 1)
+        raise
+
+
+def _notification_send_locked(notification_id: int) -> Notification | None:
+    notification = _notification_locked_with_customer(notification_id)
+    if notification is None or notification.status == Notification.Status.SENT:
         return notification
+    with log_context(
+        notification_id=notification.id,
+        channel=notification.channel,
+        order_id=str(notification.order_id),
+        event_id=str(notification.event_id),
+        correlation_id=notification.correlation_id or None,
+    ):
+        sent: list[_Addressed] = []
+        refused: list[str] = []
+        gone = []
+        for addressed in _addressed(notification):
+            result = _send(addressed)
+            if result.outcome == DeliveryOutcome.SENT:
+                sent.append(addressed)
+            elif result.outcome == DeliveryOutcome.GONE:
+                gone.append(addressed.subscription_id)
+                refused.append(f"{result.detail}: subscription removed")
+            else:
+                refused.append(result.detail)
+        if gone:
+            PushSubscription.objects.filter(id__in=gone).delete()
+            logger.info("push subscriptions gone, removed: %d", len(gone))
+        notification.attempts += 1
+        if sent:
+            notification.status = Notification.Status.SENT
+            notification.sent_at = timezone.now()
+            notification.error = ""
+            notification.recipient = _recipient(notification, sent)
+            logger.info("%s sent: %s", _NAMES[notification.channel], notification.kind)
+        else:
+            notification.status = Notification.Status.FAILED
+            notification.error = "; ".join(refused)[:2000]
+            notification_failed_count(channel=notification.channel)
+            logger.warning("%s not delivered: %s", _NAMES[notification.channel], notification.error)
+        # The row is locked: the attempts it holds are the ones read.
+        Notification.objects.filter(id=notification.id).update(
+            status=notification.status,
+            sent_at=notification.sent_at,
+            error=notification.error,
+            recipient=notification.recipient,
+            attempts=notification.attempts,
+        )
+    return notification
+
+
+def _notification_locked_with_customer(notification_id: int) -> Notification | None:
+    """The notification, its row locked until the transaction ends, with its customer:
+    one statement written once per process (a task sends every notification through
+    here; the queryset's compilation cost more CPU than the read)."""
+    statement = _locked_with_customer_statement()
+    with connection.cursor() as cursor:
+        cursor.execute(statement.sql, [notification_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = len(statement.notification_fields)
+    notification = statement.notification_fields.instance(Notification, row[:split])
+    notification.customer = statement.customer_fields.instance(get_user_model(), row[split:])
+    return notification
+
+
+@dataclass(frozen=True)
+class _Statement:
+    sql: str
+    notification_fields: Columns
+    customer_fields: Columns
+
+
+@functools.cache
+def _locked_with_customer_statement() -> _Statement:
+    user_model = get_user_model()
+    quote = connection.ops.quote_name
+    notification_fields = Columns("n", Notification._meta.concrete_fields)
+    customer_fields = Columns("u", user_model._meta.concrete_fields)
+    customer_fk = Notification._meta.get_field("customer")
+    # SQLite has no row locks (a write locks the database), as select_for_update knows.
+    lock = " FOR UPDATE OF n" if connection.features.has_select_for_update_of else ""
+    sql = (
+        f"SELECT {', '.join(notification_fields.sql() + customer_fields.sql())} "
+        f"FROM {quote(Notification._meta.db_table)} n "
+        f"JOIN {quote(user_model._meta.db_table)} u "
+        f"ON u.{quote(user_model._meta.pk.column)} = n.{quote(customer_fk.column)} "
+        f"WHERE n.{quote(Notification._meta.pk.column)} = %s{lock}"
+    )
+    return _Statement(sql, notification_fields, customer_fields)
 
 
 def _recipient(notification: Notification, sent: list[_Addressed]) -> str:
