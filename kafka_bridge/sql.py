@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import connection, models
 
 Converter = Callable[[Any, Any, Any], Any]
@@ -62,6 +63,53 @@ class Columns:
 
     def instance(self, model: type[models.Model], row: Sequence[Any]) -> Any:
         return model.from_db(connection.alias, [f.attname for f in self.fields], self.values(row))
+
+
+@dataclass(frozen=True)
+class RowWithUser:
+    """One row of a model found by a column's value, with the user its foreign key names:
+    a statement written once per process (`row_with_user`)."""
+
+    model: type[models.Model]
+    sql: str
+    fields: Columns
+    user_fields: Columns
+
+    def fetch(self, value: Any) -> tuple[Any, Any] | None:
+        """(the instance, its user), or None if no row has that value."""
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, [value])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        split = len(self.fields)
+        instance = self.fields.instance(self.model, row[:split])
+        user = self.user_fields.instance(get_user_model(), row[split:])
+        return instance, user
+
+
+@functools.cache
+def row_with_user(
+    model: type[models.Model], *, user_field: str, by: str, lock: bool = False
+) -> RowWithUser:
+    """The statement of `model`'s row whose `by` field equals a value, joined to the user
+    of its `user_field`; with `lock`, the row (not the user) is locked until the
+    transaction ends (SQLite has no row locks: a write locks the database)."""
+    user_model = get_user_model()
+    quote = connection.ops.quote_name
+    fields = Columns("t", model._meta.concrete_fields)
+    user_fields = Columns("u", user_model._meta.concrete_fields)
+    locks = lock and connection.features.has_select_for_update_of
+    sql = (
+        f"SELECT {', '.join(fields.sql() + user_fields.sql())} "
+        f"FROM {quote(model._meta.db_table)} t "
+        f"JOIN {quote(user_model._meta.db_table)} u "
+        f"ON u.{quote(user_model._meta.pk.column)} = "
+        f"t.{quote(model._meta.get_field(user_field).column)} "
+        f"WHERE t.{quote(model._meta.get_field(by).column)} = %s"
+        f"{' FOR UPDATE OF t' if locks else ''}"
+    )
+    return RowWithUser(model, sql, fields, user_fields)
 
 
 def rows_insert(

@@ -7,18 +7,16 @@ task retries it. A push subscription the push service calls gone is removed.
 """
 
 import contextlib
-import functools
 import logging
 import time
 from dataclasses import dataclass
 
-from django.contrib.auth import get_user_model
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from common.structured_logs import log_context
-from kafka_bridge.sql import Columns
+from kafka_bridge.sql import row_with_user
 from notifications.channels import (
     DeliveryOutcome,
     DeliveryResult,
@@ -197,42 +195,13 @@ def _notification_locked_with_customer(notification_id: int) -> Notification | N
     """The notification, its row locked until the transaction ends, with its customer:
     one statement written once per process (a task sends every notification through
     here; the queryset's compilation cost more CPU than the read)."""
-    statement = _locked_with_customer_statement()
-    with connection.cursor() as cursor:
-        cursor.execute(statement.sql, [notification_id])
-        row = cursor.fetchone()
-    if row is None:
+    statement = row_with_user(Notification, user_field="customer", by="id", lock=True)
+    found = statement.fetch(notification_id)
+    if found is None:
         return None
-    split = len(statement.notification_fields)
-    notification = statement.notification_fields.instance(Notification, row[:split])
-    notification.customer = statement.customer_fields.instance(get_user_model(), row[split:])
+    notification, customer = found
+    notification.customer = customer
     return notification
-
-
-@dataclass(frozen=True)
-class _Statement:
-    sql: str
-    notification_fields: Columns
-    customer_fields: Columns
-
-
-@functools.cache
-def _locked_with_customer_statement() -> _Statement:
-    user_model = get_user_model()
-    quote = connection.ops.quote_name
-    notification_fields = Columns("n", Notification._meta.concrete_fields)
-    customer_fields = Columns("u", user_model._meta.concrete_fields)
-    customer_fk = Notification._meta.get_field("customer")
-    # SQLite has no row locks (a write locks the database), as select_for_update knows.
-    lock = " FOR UPDATE OF n" if connection.features.has_select_for_update_of else ""
-    sql = (
-        f"SELECT {', '.join(notification_fields.sql() + customer_fields.sql())} "
-        f"FROM {quote(Notification._meta.db_table)} n "
-        f"JOIN {quote(user_model._meta.db_table)} u "
-        f"ON u.{quote(user_model._meta.pk.column)} = n.{quote(customer_fk.column)} "
-        f"WHERE n.{quote(Notification._meta.pk.column)} = %s{lock}"
-    )
-    return _Statement(sql, notification_fields, customer_fields)
 
 
 def _recipient(notification: Notification, sent: list[_Addressed]) -> str:
