@@ -1,24 +1,11 @@
-"""Kafka handlers of the notifications consumer: one notification per order transition, and
-the shipping address of each new order for those e-mails."""
+"""Kafka handlers of the notifications consumer: one notification per order transition."""
 
 from collections.abc import Sequence
 
 from kafka_bridge.contracts import Event
 from kafka_bridge.registry import ConsumerSpec
-from notifications.services import (
-    OrderChangeNotice,
-    notifications_create_for_order_changes,
-    order_shipping_addresses_record,
-)
-from orders.events import ORDER_TRANSITION_EVENTS, OrderCreatedV2, OrderStatusChangedV1
-
-
-def on_orders_created(events: Sequence[Event]) -> None:
-    orders = []
-    for event in events:
-        assert isinstance(event.payload, OrderCreatedV2)  # V1 events arrive upcast
-        orders.append(event.payload)
-    order_shipping_addresses_record(orders=orders)
+from notifications.services import OrderChangeNotice, notifications_create_for_order_changes
+from orders.events import ORDER_TRANSITION_EVENTS, OrderStatusChangedV1
 
 
 def on_order_status_changes(events: Sequence[Event]) -> None:
@@ -37,8 +24,5 @@ def on_order_status_changes(events: Sequence[Event]) -> None:
 
 CONSUMER = ConsumerSpec(
     name="notifications",
-    handlers={
-        "orders.created": on_orders_created,
-        **{name: on_order_status_changes for name in ORDER_TRANSITION_EVENTS},
-    },
+    handlers=dict.fromkeys(ORDER_TRANSITION_EVENTS, on_order_status_changes),
 )

@@ -64,20 +64,6 @@ class Notification(models.Model):
         )
 
 
-class OrderShippingAddress(models.Model):
-    """Where an order ships, copied from its orders.created event: the e-mails name it, and
-    this consumer learns about orders from their events only, never from the orders tables.
-    Orders that ship nowhere (and V1 events, which had no address) have no row."""
-
-    order_id = models.UUIDField(primary_key=True)
-    # An `orders.events.ShippingAddress`, as the event carried it.
-    address = models.JSONField()
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self) -> str:
-        return f"shipping address of {self.order_id}"
-
-
 class NotificationPreferences(models.Model):
     """How a customer wants to hear about their orders. A customer without a row has the
     defaults: e-mail on, SMS and push off. SMS needs a phone number and push a registered

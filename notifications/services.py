@@ -30,15 +30,11 @@ from common import tracing
 from common.redis_client import OutageBackoff
 from notifications.channels import CHANNELS
 from notifications.metrics import notifications_created_count_on_commit
-from notifications.models import (
-    Notification,
-    NotificationPreferences,
-    OrderShippingAddress,
-    PushSubscription,
-)
+from notifications.models import Notification, NotificationPreferences, PushSubscription
 from notifications.selectors import notification_customers_with_channels
 from notifications.tasks import notifications_deliver
-from orders.events import OrderCreatedV2, OrderStatusChangedV1, ShippingAddress
+from orders.events import OrderStatusChangedV1
+from orders.selectors import order_shipping_addresses
 
 logger = logging.getLogger(__name__)
 
@@ -95,28 +91,6 @@ def notification_render(*, channel: str, kind: str, context: dict[str, object]) 
     return RENDERERS[channel](kind, context)
 
 
-def order_shipping_addresses_record(*, orders: Sequence[OrderCreatedV2]) -> None:
-    """Keep the shipping address of each new order that has one, for its e-mails; one
-    INSERT, and an order already known keeps its row (redelivery changes nothing)."""
-    OrderShippingAddress.objects.bulk_create(
-        [
-            OrderShippingAddress(
-                order_id=order.order_id, address=order.shipping_address.model_dump()
-            )
-            for order in orders
-            if order.shipping_address is not None
-        ],
-        ignore_conflicts=True,
-    )
-
-
-def _shipping_lines(
-    addresses: dict[uuid.UUID, OrderShippingAddress], order_id: uuid.UUID
-) -> list[str]:
-    known = addresses.get(order_id)
-    return ShippingAddress.model_validate(known.address).postal_lines() if known else []
-
-
 @dataclass(frozen=True)
 class OrderChangeNotice:
     """An order transition to tell the customer about, and the event that reported it."""
@@ -148,9 +122,7 @@ def notifications_create_for_order_changes(
     customers = notification_customers_with_channels(
         customer_ids={notice.change.customer_id for notice, _ in wanted}
     )
-    addresses = OrderShippingAddress.objects.in_bulk(
-        {notice.change.order_id for notice, _ in wanted}
-    )
+    addresses = order_shipping_addresses(order_ids={notice.change.order_id for notice, _ in wanted})
     created: list[Notification] = []
     for notice, kind in wanted:
         if notice.event_id in notified:
@@ -167,7 +139,9 @@ def notifications_create_for_order_changes(
             "reason": change.reason,
             "tracking_number": change.tracking_number,
             "carrier": change.carrier,
-            "shipping_lines": _shipping_lines(addresses, change.order_id),
+            "shipping_lines": (
+                addresses[change.order_id].postal_lines() if change.order_id in addresses else []
+            ),
         }
         for channel in choice.channels:
             subject, body = notification_render(channel=channel, kind=kind, context=context)

@@ -1,7 +1,7 @@
 import functools
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -18,7 +18,7 @@ from kafka_bridge.models import ArchivedEvent, OutboxEvent
 from kafka_bridge.outbox import aggregate_events
 from kafka_bridge.sql import Columns
 from orders.breaker import payment_breaker
-from orders.events import ORDER_TRANSITION_EVENTS
+from orders.events import ORDER_TRANSITION_EVENTS, ShippingAddress
 from orders.models import Order, Payment
 from orders.status import TRANSITIONS, OrderStatus, status_replay
 from orders.status_feed import OrderStatusMove
@@ -74,6 +74,14 @@ def order_timeline(*, order_id: uuid.UUID) -> list[OutboxEvent | ArchivedEvent]:
     """Every event recorded about an order, oldest first: the saga as it happened (also
     once retention has pruned the outbox)."""
     return aggregate_events(aggregate_id=str(order_id))
+
+
+def order_shipping_addresses(*, order_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ShippingAddress]:
+    """Where each of these orders ships, for those that ship somewhere (one query)."""
+    rows = Order.objects.filter(id__in=set(order_ids), shipping_address__isnull=False).values_list(
+        "id", "shipping_address"
+    )
+    return {order_id: ShippingAddress.model_validate(address) for order_id, address in rows}
 
 
 def order_list_awaiting_charge(*, order_ids: Sequence[uuid.UUID]) -> QuerySet[Order]:

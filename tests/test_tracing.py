@@ -31,7 +31,6 @@ EXPECTED = Counter(
         ("web", "POST api/orders/"): 1,
         ("relay", "send orders.created"): 1,
         ("consumer-inventory", "process orders.created"): 1,
-        ("consumer-notifications", "process orders.created"): 1,
         ("relay", "send inventory.reserved"): 1,
         ("consumer-orders", "process inventory.reserved"): 1,
         ("relay", "send orders.reserved"): 1,
