@@ -116,6 +116,15 @@ class Payment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        indexes = [
+            # The risk check counts recent declines for every order it assesses: a small
+            # index of the failed ones, so that count never scans the payments table.
+            models.Index(
+                fields=["created_at"], condition=Q(status="failed"), name="payment_failed_created"
+            ),
+        ]
+
     def __str__(self) -> str:
         return f"{self.amount} {self.currency} for {self.order_id} ({self.status})"
 

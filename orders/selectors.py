@@ -349,23 +349,27 @@ def order_list_risk_facts(
         rows = cursor.fetchall()
     facts: dict[uuid.UUID, OrderRiskFacts] = {}
     counts: dict[uuid.UUID, tuple[int, int, int, int]] = {}
-    paid: dict[uuid.UUID, list[PaidOrder]] = {}
+    paid: dict[int, list[PaidOrder]] = {}  # by customer, newest first
     for row in rows:
         order_id, customer_id, total, created_at, token, address = statement.order.values(row[:6])
-        country = (address or {}).get("country") or ""
-        if row[6] is None:  # an earlier paid order of the order's customer
-            paid.setdefault(order_id, []).append(PaidOrder(created_at, total, country))
+        if row[6] is None:  # a paid order of a customer of the batch (before one of its orders)
+            paid.setdefault(customer_id, []).append(PaidOrder(created_at, total, row[10] or ""))
         else:
+            country = (address or {}).get("country") or ""
             facts[order_id] = OrderRiskFacts(
                 order_id, customer_id, total, created_at, token or "", country
             )
-            counts[order_id] = row[6:]
+            counts[order_id] = row[6:10]
+    for history in paid.values():
+        history.sort(key=lambda p: p.created_at, reverse=True)
     read = []
     for order_id in dict.fromkeys(order_ids):
         if order_id in facts:
-            latest = sorted(paid.get(order_id, ()), key=lambda p: p.created_at, reverse=True)
-            history = OrderRiskHistory(*counts[order_id], paid=tuple(latest[:paid_orders]))
-            read.append((facts[order_id], history))
+            order = facts[order_id]
+            customer_paid = paid.get(order.customer_id, ())
+            earlier = [p for p in customer_paid if p.created_at < order.created_at]
+            history = OrderRiskHistory(*counts[order_id], paid=tuple(earlier[:paid_orders]))
+            read.append((order, history))
     return read
 
 
@@ -375,8 +379,9 @@ _DURATION = DurationField()
 @dataclass(frozen=True)
 class _RiskRead:
     sql: str
-    # Every row's first six columns: the order asked about, then its own columns (a facts
-    # row, with its four counts after them) or those of one of its earlier paid orders.
+    # Every row's first six columns: an order asked about (a facts row, its four counts
+    # after them), or a paid order of one of their customers (customer, total and
+    # creation; its country in the last column).
     order: Columns
 
 
@@ -385,16 +390,24 @@ def _risk_read_statement(vendor: str) -> _RiskRead:
     """The orders' facts with their counts, then their customers' earlier paid orders.
 
     Every count and every paid order is relative to the order's own creation, so that a
-    redelivered or reordered event counts the same. The paid orders are bounded by the
+    redelivered or reordered event counts the same. The paid orders are bounded by each
     order's `paid_from`: the creation of the last one to read (OFFSET), or of the
     customer's first order when there are fewer; so an index range on (customer,
-    created_at) reads them, however long the customer's history."""
+    created_at) reads them, however long the customer's history. They are read once per
+    customer of the batch (from its orders' earliest `paid_from` to its latest order), not
+    once per order: a batch holding many orders of one customer reads its history once."""
     quote = connection.ops.quote_name
     orders, payments = quote(Order._meta.db_table), quote(Payment._meta.db_table)
     # One parameter however many orders, so the statement stays the same: an array, or on
     # SQLite (`make run`) a JSON list.
     ids = (
         "= ANY(%(ids)s)" if vendor == "postgresql" else "IN (SELECT value FROM json_each(%(ids)s))"
+    )
+    # Of a paid order only its country is read, never its whole address document.
+    country = (
+        "h.shipping_address ->> 'country'"
+        if vendor == "postgresql"
+        else "json_extract(h.shipping_address, '$.country')"
     )
     customer_from = _minus("f.created_at", "%(customer_window)s")
     token_from = _minus("f.created_at", "%(token_window)s")
@@ -423,14 +436,18 @@ def _risk_read_statement(vendor: str) -> _RiskRead:
                 AND p.status = %(failed)s AND p.created_at >= %(declined_since)s),
             (SELECT COUNT(*) FROM {orders} h JOIN {payments} p ON p.order_id = h.id
              WHERE h.payment_token = f.payment_token AND h.payment_token <> ''
-                AND p.status = %(failed)s AND p.created_at >= %(declined_since)s)
+                AND p.status = %(failed)s AND p.created_at >= %(declined_since)s),
+            NULL
         FROM f
         UNION ALL
-        SELECT f.id, NULL, h.total, h.created_at, NULL, h.shipping_address,
-            NULL, NULL, NULL, NULL
-        FROM f
-        JOIN {orders} h ON h.customer_id = f.customer_id
-            AND h.created_at >= f.paid_from AND h.created_at < f.created_at
+        SELECT NULL, c.customer_id, h.total, h.created_at, NULL, NULL,
+            NULL, NULL, NULL, NULL, {country}
+        FROM (
+            SELECT customer_id, MIN(paid_from) AS paid_from, MAX(created_at) AS until
+            FROM f GROUP BY customer_id
+        ) c
+        JOIN {orders} h ON h.customer_id = c.customer_id
+            AND h.created_at >= c.paid_from AND h.created_at < c.until
         JOIN {payments} p ON p.order_id = h.id AND p.status = %(captured)s
     """
     fields = ["id", "customer", "total", "created_at", "payment_token", "shipping_address"]
