@@ -16,7 +16,7 @@ process instead, its rows converted by `Columns` as a queryset would convert the
 
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +63,22 @@ class Columns:
 
     def instance(self, model: type[models.Model], row: Sequence[Any]) -> Any:
         return model.from_db(connection.alias, [f.attname for f in self.fields], self.values(row))
+
+
+def in_list_sql(placeholder: str, vendor: str) -> str:
+    """`<column> <this>`: the column is one of a list passed as the single parameter
+    `placeholder` (`in_list_param`), so that a statement written once serves any number
+    of values: an array on PostgreSQL, a JSON list elsewhere (SQLite, for `make run`)."""
+    if vendor == "postgresql":
+        return f"= ANY({placeholder})"
+    return f"IN (SELECT value FROM json_each({placeholder}))"
+
+
+def in_list_param(field: "models.Field[Any, Any]", values: Iterable[Any]) -> Any:
+    """The parameter of `in_list_sql` for these values of `field`."""
+    if connection.vendor == "postgresql":
+        return list(values)
+    return json.dumps([field.get_db_prep_value(value, connection) for value in values])
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,6 @@
 """Reads of the notifications app: customers' channel preferences and push subscriptions."""
 
 import functools
-import json
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -10,7 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import QuerySet
 
-from kafka_bridge.sql import Columns
+from kafka_bridge.sql import Columns, in_list_param, in_list_sql
 from notifications.channels import CHANNELS
 from notifications.models import NotificationPreferences, PushSubscription
 
@@ -53,10 +52,7 @@ def notification_customers_with_channels(
         return {}
     statement = _customers_with_channels_statement(connection.vendor)
     user_model = get_user_model()
-    if connection.vendor == "postgresql":
-        ids: object = list(customer_ids)
-    else:
-        ids = json.dumps(list(customer_ids))
+    ids = in_list_param(user_model._meta.pk, customer_ids)
     with connection.cursor() as cursor:
         cursor.execute(statement.sql, [ids])
         rows = cursor.fetchall()
@@ -93,8 +89,7 @@ def _customers_with_channels_statement(vendor: str) -> _CustomersWithChannels:
     user_pk = f"u.{quote(user_model._meta.pk.column)}"
     preferences_fk = quote(NotificationPreferences._meta.get_field("customer").column)
     push_fk = quote(PushSubscription._meta.get_field("customer").column)
-    # One parameter however many customers: an array, or on SQLite (`make run`) JSON.
-    ids = "= ANY(%s)" if vendor == "postgresql" else "IN (SELECT value FROM json_each(%s))"
+    ids = in_list_sql("%s", vendor)
     sql = (
         f"SELECT {', '.join(customer.sql() + preferences.sql())}, "
         f"EXISTS (SELECT 1 FROM {quote(PushSubscription._meta.db_table)} s "

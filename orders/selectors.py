@@ -16,7 +16,7 @@ from common.circuit_breaker import BreakerSnapshot
 from common.time_series import counts_per_minute
 from kafka_bridge.models import ArchivedEvent, OutboxEvent
 from kafka_bridge.outbox import aggregate_events
-from kafka_bridge.sql import Columns
+from kafka_bridge.sql import Columns, in_list_param, in_list_sql
 from orders.breaker import payment_breaker
 from orders.events import ORDER_TRANSITION_EVENTS, ShippingAddress
 from orders.models import Order, Payment
@@ -339,11 +339,7 @@ def order_list_risk_facts(
         # (orders placed at the same instant as that one come too, and are cut below).
         "paid_offset": max(paid_orders, 1) - 1,
     }
-    if connection.vendor == "postgresql":
-        params["ids"] = list(order_ids)
-    else:
-        prepare_id = Order._meta.get_field("id").get_db_prep_value
-        params["ids"] = json.dumps([prepare_id(order_id, connection) for order_id in order_ids])
+    params["ids"] = in_list_param(Order._meta.get_field("id"), order_ids)
     with connection.cursor() as cursor:
         cursor.execute(statement.sql, params)
         rows = cursor.fetchall()
@@ -398,11 +394,7 @@ def _risk_read_statement(vendor: str) -> _RiskRead:
     once per order: a batch holding many orders of one customer reads its history once."""
     quote = connection.ops.quote_name
     orders, payments = quote(Order._meta.db_table), quote(Payment._meta.db_table)
-    # One parameter however many orders, so the statement stays the same: an array, or on
-    # SQLite (`make run`) a JSON list.
-    ids = (
-        "= ANY(%(ids)s)" if vendor == "postgresql" else "IN (SELECT value FROM json_each(%(ids)s))"
-    )
+    ids = in_list_sql("%(ids)s", vendor)
     # Of a paid order only its country is read, never its whole address document.
     country = (
         "h.shipping_address ->> 'country'"
