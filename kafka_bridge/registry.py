@@ -6,8 +6,9 @@ name but the keeper of the dead letters. `manage.py run_consumer <name>` runs an
 Each name is its own consumer group, so every consumer sees every event; several processes
 of one name share its partitions.
 
-Handlers are set-based: each takes every event of its type in a batch, in offset order, and
-runs inside the batch's database transaction (see `kafka_bridge.consumer`). A handler that
+Handlers are set-based: each takes every event of its type in a batch, in offset order (at
+most one per aggregate per call, unless the group applies `whole_batches`), and runs inside
+the batch's database transaction (see `kafka_bridge.consumer`). A handler that
 must wait on I/O that may not run inside a transaction (a payment provider) is a
 `TwoPhaseHandler`: its `prepare` runs first, outside any transaction, and what it returns is
 passed to `apply`, which runs inside.
@@ -98,6 +99,18 @@ class ConsumerSpec:
     # sets OFF_PATH_BATCH_MAX_WAIT_MS. KAFKA_CONSUMER_BATCH_MAX_WAIT_MS_BY_GROUP overrides
     # it per group.
     batch_max_wait_ms: int | None = None
+    # Its one handler takes a whole batch in one call, several events of one aggregate
+    # included, in offset order: it folds them itself (a read model, a list of deliveries).
+    # Otherwise a batch is applied in waves of one event per aggregate (consumer/apply.py),
+    # and a batch holding an order's two events pays each statement twice.
+    whole_batches: bool = False
+
+    def __post_init__(self) -> None:
+        distinct = {id(handler): handler for handler in self.handlers.values()}
+        if self.whole_batches and (
+            len(distinct) != 1 or isinstance(next(iter(distinct.values())), TwoPhaseHandler)
+        ):
+            raise ValueError(f"consumer {self.name!r}: whole_batches needs one plain handler")
 
     @property
     def is_raw(self) -> bool:

@@ -25,4 +25,5 @@ def on_order_status_changes(events: Sequence[Event]) -> None:
 CONSUMER = ConsumerSpec(
     name="notifications",
     handlers=dict.fromkeys(ORDER_TRANSITION_EVENTS, on_order_status_changes),
+    whole_batches=True,  # each transition is its own notice, queued in event order
 )

@@ -67,5 +67,6 @@ CONSUMERS = [
         name="read_models",
         handlers={name: on_order_events for name in ("orders.created", *ORDER_TRANSITION_EVENTS)},
         batch_max_wait_ms=OFF_PATH_BATCH_MAX_WAIT_MS,
+        whole_batches=True,  # an order's facts are folded event by event in memory
     ),
 ]

@@ -19,4 +19,5 @@ CONSUMER = ConsumerSpec(
     handlers=dict.fromkeys(SUBSCRIBABLE_EVENT_TYPES, on_order_events),
     # Deliveries are sent by the dispatcher, over HTTP, with retries.
     batch_max_wait_ms=OFF_PATH_BATCH_MAX_WAIT_MS,
+    whole_batches=True,  # deliveries are inserted in event order
 )

@@ -5,7 +5,9 @@ Order: within a partition Kafka gives events in order, and what must stay in ord
 happens to one aggregate (an order). A batch is cut into waves: an aggregate's first event is
 in wave 0, its second in wave 1, and so on. Within a wave every event concerns a different
 aggregate, so events can be grouped by handler (in order of first appearance) without
-reordering anything that matters; each handler gets its events in offset order.
+reordering anything that matters; each handler gets its events in offset order. A group
+whose one handler folds an aggregate's events itself (`ConsumerSpec.whole_batches`) gets the
+batch in one wave.
 """
 
 import time
@@ -56,9 +58,16 @@ def by_handler(events: Sequence[Event], handlers: dict[str, Handler]) -> list[Ha
     return list(groups.values())
 
 
-def events_apply(*, group: str, events: Sequence[Event], handlers: dict[str, Handler]) -> Applied:
+def events_apply(
+    *,
+    group: str,
+    events: Sequence[Event],
+    handlers: dict[str, Handler],
+    whole_batches: bool = False,
+) -> Applied:
     """Apply `events` (decoded, handled here, unique) as one unit: all effects and all
-    ProcessedEvent rows commit together, or nothing does."""
+    ProcessedEvent rows commit together, or nothing does. With `whole_batches` (the
+    group's one handler folds several events of an aggregate itself) they are one wave."""
     two_phase = [
         (handler, batch)
         for handler, batch in by_handler(events, handlers)
@@ -81,7 +90,7 @@ def events_apply(*, group: str, events: Sequence[Event], handlers: dict[str, Han
         with transaction.atomic():
             new_ids = processed_events_mark(group=group, events=events)
             fresh = [e for e in events if e.event_id in new_ids]
-            for wave in waves(fresh):
+            for wave in [fresh] if whole_batches else waves(fresh):
                 for handler, batch in by_handler(wave, handlers):
                     started = time.perf_counter()
                     if isinstance(handler, TwoPhaseHandler):

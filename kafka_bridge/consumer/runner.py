@@ -313,7 +313,12 @@ class ConsumerRunner:
                 else contextlib.nullcontext()
             )
             with traced:
-                applied = events_apply(group=self.group, events=todo, handlers=self.spec.handlers)
+                applied = events_apply(
+                    group=self.group,
+                    events=todo,
+                    handlers=self.spec.handlers,
+                    whole_batches=self.spec.whole_batches,
+                )
             processed, database_duplicates = applied.processed, applied.duplicates
             names = self.spec.handler_names
             handler_seconds = {names[h]: s for h, s in applied.handler_seconds.items()}
