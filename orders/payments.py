@@ -252,12 +252,17 @@ def _charge_key(order_id: uuid.UUID) -> str:
     return f"order-{order_id}-charge"
 
 
-def payment_charges_request(*, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, GatewayAnswer]:
-    """Ask the provider to charge every order among these that is reserved and has no
-    payment yet, through the circuit breaker; no transaction may be open. Safe to repeat:
-    each charge carries the order's idempotency key, so a retry after a crash never moves
-    money twice. A charge the breaker holds back answers `CircuitOpen` (its order waits)."""
-    orders = list(order_list_awaiting_charge(order_ids=order_ids))
+def payment_charges_request(
+    *, order_ids: Sequence[uuid.UUID], including_pending: bool = False
+) -> dict[uuid.UUID, GatewayAnswer]:
+    """Ask the provider to charge every order among these that is reserved (or pending,
+    with `including_pending`: see `order_list_awaiting_charge`) and has no payment yet,
+    through the circuit breaker; no transaction may be open. Safe to repeat: each charge
+    carries the order's idempotency key, so a retry after a crash never moves money twice.
+    A charge the breaker holds back answers `CircuitOpen` (its order waits)."""
+    orders = list(
+        order_list_awaiting_charge(order_ids=order_ids, including_pending=including_pending)
+    )
     if not orders:
         return {}
     logger.info("charging %d order(s)", len(orders))
