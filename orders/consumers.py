@@ -64,7 +64,7 @@ def _reserve_and_record(events: Sequence[Event], decided: _Decided) -> None:
     relay publishes an order's `orders.reserved` and `orders.paid` together. A customer
     who cancels while the charge is in flight cancels a pending order; its charge is
     recorded all the same, and refunded (`payments.refund_due`)."""
-    orders_apply_changes(
+    orders = orders_apply_changes(
         changes=[
             # Only a pending order: a held one waits for staff, whatever is redelivered.
             OrderChange(
@@ -76,8 +76,10 @@ def _reserve_and_record(events: Sequence[Event], decided: _Decided) -> None:
             for e in events
         ]
     )
-    risk_decisions_record(decided.risk)
-    payments_record_charges(charges=decided.charges, causes=_causes(events))
+    # The orders stay locked: the assessments and the charges move them without reading
+    # them again.
+    risk_decisions_record(decided.risk, locked=orders)
+    payments_record_charges(charges=decided.charges, causes=_causes(events), locked=orders)
 
 
 on_inventory_reserved = TwoPhaseHandler(

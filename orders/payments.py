@@ -305,6 +305,7 @@ def payments_record_charges(
     charges: Mapping[uuid.UUID, GatewayAnswer],
     causes: Sequence[PaymentCause],
     outages_wait: bool = False,
+    locked: Mapping[uuid.UUID, Order] | None = None,
 ) -> dict[uuid.UUID, Payment]:
     """Record what the provider answered and move each order on, in one transaction: a
     Payment per charged order (captured or failed) with `payments.processed` or
@@ -317,7 +318,8 @@ def payments_record_charges(
     Recorded whatever the order's status is now: money may have moved while a
     cancellation came in. A charge captured for an order that ended meanwhile also records
     `payments.refund_due`, on which the orders consumer refunds it. An order that already
-    has a payment keeps it."""
+    has a payment keeps it. `locked`: the orders, already read with `select_for_update` in
+    this transaction (every answered one; not read again)."""
     answered = [
         cause
         for cause in causes
@@ -329,12 +331,16 @@ def payments_record_charges(
             payment.order_id: payment
             for payment in Payment.objects.filter(order_id__in=[c.order_id for c in causes])
         }
-    orders = {
-        order.id: order
-        for order in Order.objects.select_for_update()
-        .filter(id__in=[cause.order_id for cause in answered])
-        .order_by("pk")
-    }
+    orders = (
+        dict(locked)
+        if locked is not None
+        else {
+            order.id: order
+            for order in Order.objects.select_for_update()
+            .filter(id__in=[cause.order_id for cause in answered])
+            .order_by("pk")
+        }
+    )
     existing = {p.order_id: p for p in Payment.objects.filter(order_id__in=orders)}
     gateway_name = payment_gateway().name
     payments: list[Payment] = []

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -133,7 +133,9 @@ def risk_orders_decide(
     return RiskDecisions(made=made, causes=causes, config=config, now=now)
 
 
-def risk_decisions_record(decisions: RiskDecisions) -> dict[uuid.UUID, RiskAssessment]:
+def risk_decisions_record(
+    decisions: RiskDecisions, *, locked: Mapping[uuid.UUID, Order] | None = None
+) -> dict[uuid.UUID, RiskAssessment]:
     """Record decisions in the caller's transaction, and act on them: each order's
     RiskAssessment and `risk.assessed` event, and for a hold `orders.held`, for a block
     `orders.cancelled` (inventory then releases the stock), from `reserved` only (an order
@@ -141,12 +143,18 @@ def risk_decisions_record(decisions: RiskDecisions) -> dict[uuid.UUID, RiskAsses
     them. An order assessed already (a redelivered event, or another process during a
     rebalance) keeps its first assessment, and nothing more is recorded for it.
 
-    Returns the assessments of the checked orders, new or made before."""
+    `locked`: the orders, already read with `select_for_update` in this transaction (every
+    decided one; not read again). Returns the assessments of the checked orders, new or
+    made before."""
     if not settings.RISK["ENABLED"] or not decisions.causes:
         return {}
     assessed = (
         _assessments_record(
-            decisions.made, causes=decisions.causes, config=decisions.config, now=decisions.now
+            decisions.made,
+            causes=decisions.causes,
+            config=decisions.config,
+            now=decisions.now,
+            locked=locked,
         )
         if decisions.made
         else {}
@@ -176,6 +184,7 @@ def _assessments_record(
     causes: dict[uuid.UUID, uuid.UUID | None],
     config: RiskSettings,
     now: datetime,
+    locked: Mapping[uuid.UUID, Order] | None,
 ) -> dict[uuid.UUID, RiskAssessment]:
     """Record the assessments made (the reads before it need no transaction), their events,
     and the holds and blocks; return those this call recorded."""
@@ -235,7 +244,7 @@ def _assessments_record(
             assessed_at=now,
         )
     outbox_events_record(events)
-    orders_apply_changes(changes=changes)
+    orders_apply_changes(changes=changes, locked=locked)
     decisions = Counter(result.decision.value for _, result in new)
     risk_assessments_count_on_commit(decisions.elements())
     if decisions:

@@ -39,7 +39,9 @@ from webhooks.payloads import ALL_EVENTS
 # instead of copying each from orders.created in a batch of its own.
 # -2: the orders group records an order's reservation, risk assessment and charge in one
 # transaction, after the charge, instead of committing the reservation before it.
-SAGA_STATEMENTS_AT_MOST = 90
+# -1: the assessments and the charges move the orders the reservation locked, without
+# locking them again.
+SAGA_STATEMENTS_AT_MOST = 89
 
 
 def _saga_batches_of_one() -> dict[tuple[str, str], Counter[str]]:
