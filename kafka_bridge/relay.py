@@ -17,13 +17,16 @@ oldest `batch_size` pending rows that are not in flight. It hands them to the pr
 only then waits for the acknowledgements of the batch before, so reading and producing one
 batch overlaps the broker round trip of the previous one (at most two batches in flight). On
 PostgreSQL each step is one statement: an UPDATE in a WITH clause stamps the delivered rows
-`published_at`, and its SELECT reads the next batch; its commit does not wait for the WAL
-flush (a session setting, made when the lock is taken), since a stamp lost in a database
-crash only causes a duplicate publish. A delivery failure is recorded on its row
-(`attempts`, `last_error`) and, the row being pending again, it is read first by the next
-batch. Reading from the oldest pending row every time, rather than after the last id produced,
-matters: a row whose transaction committed after higher ids were published is read before any
-later event of its key, which was recorded after it committed.
+`published_at` (the time of their acknowledgement), and its SELECT reads the next batch; its
+commit does not wait for the WAL flush (a session setting, made when the lock is taken),
+since a stamp lost in a database crash only causes a duplicate publish. A relay that has
+caught up does not stamp its last batch on its own: the next wake-up's read does, or the
+next poll's, so at a steady trickle each wake-up costs one statement.
+A delivery failure is recorded on its row (`attempts`, `last_error`) and, the row being
+pending again, it is read first by the next batch. Reading from the oldest pending row every
+time, rather than after the last id produced, matters: a row whose transaction committed
+after higher ids were published is read before any later event of its key, which was
+recorded after it committed.
 
 **Order and duplicates.** A single publisher producing in id order through an idempotent
 producer keeps per-key order. A crash, or a lost lock, between produce and stamp publishes
@@ -41,6 +44,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 
 import redis
@@ -62,6 +66,9 @@ from kafka_bridge.tracing import PublishSpans
 from kafka_bridge.wire import RegistryFramer, registry_framer
 
 logger = logging.getLogger(__name__)
+
+# The longest a relay waiting for a wake-up goes without looking at its stop flag.
+WAKE_WAIT_SLICE_SECONDS = 1.0
 
 # Batches awaiting acknowledgements at once: the one just produced and the one before it.
 PIPELINE_DEPTH = 2
@@ -186,6 +193,8 @@ class _Batch:
     outstanding: int = 0
     delivered: list[int] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)
+    # When the last acknowledgement came: what `published_at` says, however late the stamp.
+    acked_at: datetime | None = None
 
     def on_delivery(self, row_id: int, error: KafkaError | None, message: Message) -> None:
         self.outstanding -= 1
@@ -193,6 +202,8 @@ class _Batch:
             self.delivered.append(row_id)
         else:
             self.failed[row_id] = str(error)
+        if not self.outstanding:
+            self.acked_at = timezone.now()
 
 
 @dataclass
@@ -285,14 +296,16 @@ class OutboxRelay:
         that are neither in flight nor just stamped (the SELECT sees the table as it was
         before the UPDATE). Returns (rows, how many were stamped)."""
         delivered = [row_id for batch in self._acked for row_id in batch.delivered]
+        acked_at = [batch.acked_at for batch in self._acked for _ in batch.delivered]
         table, columns = _READ_SQL_PARTS[self.traced]
         sql = (
-            f"WITH stamped AS (UPDATE {table} SET published_at = %s WHERE id = ANY(%s)) "
+            f"WITH stamped AS (UPDATE {table} t SET published_at = v.at "
+            "FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, at) WHERE t.id = v.id) "
             f"SELECT {columns} FROM {table} "
             "WHERE published_at IS NULL AND NOT (id = ANY(%s)) ORDER BY id LIMIT %s"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [timezone.now(), delivered, delivered + in_flight, self.batch_size])
+            cursor.execute(sql, [delivered, acked_at, delivered + in_flight, self.batch_size])
             rows = cursor.fetchall()
         return rows, len(delivered)
 
@@ -374,8 +387,11 @@ class OutboxRelay:
         for batch in self._acked:
             for row_id, error in batch.failed.items():
                 failed[error].append(row_id)
-        if delivered:
-            OutboxEvent.objects.filter(id__in=delivered).update(published_at=timezone.now())
+        for batch in self._acked:
+            if batch.delivered:
+                OutboxEvent.objects.filter(id__in=batch.delivered).update(
+                    published_at=batch.acked_at or timezone.now()
+                )
         for error, row_ids in failed.items():
             logger.warning(
                 "%d outbox rows not delivered, will retry (ids %s): %s",
@@ -442,6 +458,11 @@ class OutboxRelay:
                 if time.monotonic() - last_report > 30 and self.published_total:
                     logger.info("outbox relay: %d events published so far", self.published_total)
                     last_report = time.monotonic()
+                if self.active and self._caught_up and self._in_flight:
+                    # Caught up: the acknowledgements are awaited here and stamped by the
+                    # next step's read (the next wake-up's, or the poll's), not by a
+                    # statement of their own. A crash meanwhile publishes them again.
+                    self._await_acks(keep=0)
                 if not self.active or self.idle:  # another relay publishes, or caught up
                     wake.wait(poll_interval, stop)
                 elif self.failed_recently:
@@ -473,11 +494,15 @@ class WakeSignal:
         if pubsub is None:
             stop.wait(timeout)
             return
+        deadline = time.monotonic() + timeout
         try:
-            if pubsub.get_message(timeout=timeout) is not None:
-                # Drain the burst: one batch handles all rows committed so far.
-                while pubsub.get_message(timeout=0) is not None:
-                    pass
+            # In slices, so that a stop request is seen within one, however long the poll.
+            while not stop.stopping and (remaining := deadline - time.monotonic()) > 0:
+                if pubsub.get_message(timeout=min(remaining, WAKE_WAIT_SLICE_SECONDS)):
+                    # Drain the burst: one batch handles all rows committed so far.
+                    while pubsub.get_message(timeout=0) is not None:
+                        pass
+                    return
         except redis.RedisError as exc:
             logger.warning("relay wake-ups lost (Redis), polling only: %s", exc)
             self.close()

@@ -214,3 +214,26 @@ def test_a_refused_message_holds_back_the_rows_after_it(topics):
     assert states[last.id].attempts == 0
     (message,) = topic_read_all(topic_name("inventory"), expected=1)
     assert message.value() == bytes(first.value)
+
+
+def test_a_caught_up_relay_stamps_a_row_with_its_next_read_at_the_acknowledgement_time(pipeline):
+    # Given a running relay that polls seldom: it acts on wake-ups
+    relay = pipeline.relay(OUTBOX_POLL_INTERVAL_SECONDS="60")
+    wait_until(lambda: "outbox relay started" in relay.log(), timeout=30)
+
+    # When one event is committed and has reached the broker
+    first = _record("3", 1)[0]
+    topic_read_all(topic_name("inventory"), expected=1)
+
+    # Then the relay has not spent a statement on stamping it alone: it is still pending ...
+    first.refresh_from_db()
+    assert first.published_at is None
+    # ... until the next commit wakes the relay: one read stamps it and takes the new row
+    second = _record("3", 1)[0]
+    wait_until(lambda: _pending() == 1, timeout=30, message="the first row stamped")
+    first.refresh_from_db()
+    # and its stamp is the time of its acknowledgement, from before the second row existed
+    assert first.published_at is not None
+    assert first.published_at < second.created_at
+    assert relay.terminate() == 0
+    assert _pending() == 0  # stopping stamps what is acknowledged
