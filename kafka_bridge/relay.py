@@ -296,18 +296,23 @@ class OutboxRelay:
         that are neither in flight nor just stamped (the SELECT sees the table as it was
         before the UPDATE). Returns (rows, how many were stamped)."""
         delivered = [row_id for batch in self._acked for row_id in batch.delivered]
-        acked_at = [batch.acked_at for batch in self._acked for _ in batch.delivered]
         table, columns = _READ_SQL_PARTS[self.traced]
         sql = (
-            f"WITH stamped AS (UPDATE {table} t SET published_at = v.at "
-            "FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, at) WHERE t.id = v.id) "
+            f"WITH stamped AS (UPDATE {table} SET published_at = %s WHERE id = ANY(%s)) "
             f"SELECT {columns} FROM {table} "
             "WHERE published_at IS NULL AND NOT (id = ANY(%s)) ORDER BY id LIMIT %s"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [delivered, acked_at, delivered + in_flight, self.batch_size])
+            cursor.execute(
+                sql, [self._acked_at(), delivered, delivered + in_flight, self.batch_size]
+            )
             rows = cursor.fetchall()
         return rows, len(delivered)
+
+    def _acked_at(self) -> datetime:
+        """The `published_at` of the acknowledged rows: when the last of them was
+        acknowledged (at most two batches, milliseconds apart), however late the stamp."""
+        return max((b.acked_at for b in self._acked if b.acked_at), default=None) or timezone.now()
 
     def _produce(self, rows: list[tuple]) -> None:
         batch = _Batch()
@@ -387,11 +392,8 @@ class OutboxRelay:
         for batch in self._acked:
             for row_id, error in batch.failed.items():
                 failed[error].append(row_id)
-        for batch in self._acked:
-            if batch.delivered:
-                OutboxEvent.objects.filter(id__in=batch.delivered).update(
-                    published_at=batch.acked_at or timezone.now()
-                )
+        if delivered:
+            OutboxEvent.objects.filter(id__in=delivered).update(published_at=self._acked_at())
         for error, row_ids in failed.items():
             logger.warning(
                 "%d outbox rows not delivered, will retry (ids %s): %s",
