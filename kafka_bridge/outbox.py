@@ -4,11 +4,13 @@ Each event is validated and serialised here, once: the row stores the exact mess
 so the relay only copies them to Kafka.
 """
 
+import contextlib
+import contextvars
 import json
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -75,8 +77,29 @@ def outbox_events_record(events: Sequence[NewEvent]) -> list[OutboxEvent]:
                 row.trace_context = contexts[cause]
             fields = _TRACED_INSERTED_FIELDS
         _outbox_rows_insert(rows, fields)
-        transaction.on_commit(relay_wake)
+        if not _wake_deferred.get():
+            transaction.on_commit(relay_wake)
     return rows
+
+
+# Set while events are recorded whose wake-up is left to a commit that follows moments later.
+_wake_deferred: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "relay_wake_deferred", default=False
+)
+
+
+@contextlib.contextmanager
+def relay_wake_deferred() -> Iterator[None]:
+    """Events recorded in this block do not wake the relay when they commit: the caller
+    commits more events moments later, and their wake-up makes the relay read both commits'
+    rows in one batch (an order's reservation and its payment, published together). A
+    caller that ends up recording nothing more wakes the relay itself (`relay_wake`); if it
+    fails, the relay's poll publishes them."""
+    token = _wake_deferred.set(True)
+    try:
+        yield
+    finally:
+        _wake_deferred.reset(token)
 
 
 _INSERTED_FIELDS = (

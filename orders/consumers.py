@@ -3,17 +3,20 @@
 Each takes a batch of events and calls services. Payment provider calls are slow network
 I/O, so the handlers that need them are two-phase: the provider is called with no database
 transaction open, then the outcome is recorded in the consumer's batch transaction together
-with the status changes and the next events. An order whose stock is reserved is assessed
-by the risk check (risk.services: a read) and, unless held or blocked, charged; then one
-transaction records it reserved, its assessment and its charge (paid, or payment failed).
+with the status changes and the next events (a charge's order is paid, or its payment
+failed, in the transaction that records the charge). Before an order is charged, the risk
+check (risk.services) approves, holds or blocks it.
 """
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from django.db import transaction
+
+from common.circuit_breaker import CircuitOpen
 from inventory.events import InventoryFailedV1, InventoryReservedV1
 from kafka_bridge.contracts import Event
+from kafka_bridge.outbox import relay_wake, relay_wake_deferred
 from kafka_bridge.registry import ConsumerSpec, TwoPhaseHandler
 from orders.events import OrderRef
 from orders.payments import (
@@ -26,7 +29,7 @@ from orders.payments import (
 )
 from orders.services import OrderChange, orders_apply_changes
 from orders.status import OrderStatus
-from risk.services import RiskCheck, RiskDecisions, risk_decisions_record, risk_orders_decide
+from risk.services import RiskCheck, risk_orders_assess
 
 Answers = dict[uuid.UUID, GatewayAnswer]
 
@@ -40,50 +43,40 @@ def _causes(events: Sequence[Event]) -> list[PaymentCause]:
     return [PaymentCause(_order_id(e), e.event_id) for e in events]
 
 
-@dataclass(frozen=True)
-class _Decided:
-    """What the reservation's first phase decided: the risk decisions, and the charges."""
+def _reserve_assess_and_charge(events: Sequence[Event]) -> Answers:
+    """Mark the orders reserved and assess their risk, committed together (the customer
+    sees it, a cancel may now race the charge; held and blocked orders leave `reserved`
+    in the same transaction), then charge those still reserved, with no transaction open.
 
-    risk: RiskDecisions
-    charges: Answers
+    The commit does not wake the relay: the charges' record does, moments later, so an
+    order's `orders.reserved` and `orders.paid` are published in one relay batch and read
+    together by the groups that follow both."""
+    with relay_wake_deferred(), transaction.atomic():
+        orders_apply_changes(
+            changes=[
+                # Only a pending order: a held one waits for staff, whatever is redelivered.
+                OrderChange(
+                    _order_id(e),
+                    OrderStatus.RESERVED,
+                    causation_id=e.event_id,
+                    expected=OrderStatus.PENDING,
+                )
+                for e in events
+            ]
+        )
+        risk_orders_assess(checks=[RiskCheck(_order_id(e), e.event_id) for e in events])
+    charges = payment_charges_request(order_ids=[_order_id(e) for e in events])
+    if all(isinstance(answer, CircuitOpen) for answer in charges.values()):
+        relay_wake()  # no charge to record: the reservation's events go out now
+    return charges
 
 
-def _assess_and_charge(events: Sequence[Event]) -> _Decided:
-    """With no transaction open: assess the risk of the orders whose stock is reserved (a
-    read), then charge those it does not refuse."""
-    decisions = risk_orders_decide(checks=[RiskCheck(_order_id(e), e.event_id) for e in events])
-    refused = decisions.refused()
-    charged = [_order_id(e) for e in events if _order_id(e) not in refused]
-    charges = payment_charges_request(order_ids=charged, including_pending=True)
-    return _Decided(risk=decisions, charges=charges)
-
-
-def _reserve_and_record(events: Sequence[Event], decided: _Decided) -> None:
-    """In the batch transaction: the orders reserved, their assessments (a held or blocked
-    order leaves `reserved`), and their charges (a paid order too): one commit, so the
-    relay publishes an order's `orders.reserved` and `orders.paid` together. A customer
-    who cancels while the charge is in flight cancels a pending order; its charge is
-    recorded all the same, and refunded (`payments.refund_due`)."""
-    orders = orders_apply_changes(
-        changes=[
-            # Only a pending order: a held one waits for staff, whatever is redelivered.
-            OrderChange(
-                _order_id(e),
-                OrderStatus.RESERVED,
-                causation_id=e.event_id,
-                expected=OrderStatus.PENDING,
-            )
-            for e in events
-        ]
-    )
-    # The orders stay locked: the assessments and the charges move them without reading
-    # them again.
-    risk_decisions_record(decided.risk, locked=orders)
-    payments_record_charges(charges=decided.charges, causes=_causes(events), locked=orders)
+def _record_charges(events: Sequence[Event], charges: Answers) -> None:
+    payments_record_charges(charges=charges, causes=_causes(events))
 
 
 on_inventory_reserved = TwoPhaseHandler(
-    name="on_inventory_reserved", prepare=_assess_and_charge, apply=_reserve_and_record
+    name="on_inventory_reserved", prepare=_reserve_assess_and_charge, apply=_record_charges
 )
 
 

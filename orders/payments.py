@@ -252,17 +252,12 @@ def _charge_key(order_id: uuid.UUID) -> str:
     return f"order-{order_id}-charge"
 
 
-def payment_charges_request(
-    *, order_ids: Sequence[uuid.UUID], including_pending: bool = False
-) -> dict[uuid.UUID, GatewayAnswer]:
-    """Ask the provider to charge every order among these that is reserved (or pending,
-    with `including_pending`: see `order_list_awaiting_charge`) and has no payment yet,
-    through the circuit breaker; no transaction may be open. Safe to repeat: each charge
-    carries the order's idempotency key, so a retry after a crash never moves money twice.
-    A charge the breaker holds back answers `CircuitOpen` (its order waits)."""
-    orders = list(
-        order_list_awaiting_charge(order_ids=order_ids, including_pending=including_pending)
-    )
+def payment_charges_request(*, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, GatewayAnswer]:
+    """Ask the provider to charge every order among these that is reserved and has no
+    payment yet, through the circuit breaker; no transaction may be open. Safe to repeat:
+    each charge carries the order's idempotency key, so a retry after a crash never moves
+    money twice. A charge the breaker holds back answers `CircuitOpen` (its order waits)."""
+    orders = list(order_list_awaiting_charge(order_ids=order_ids))
     if not orders:
         return {}
     logger.info("charging %d order(s)", len(orders))
@@ -305,7 +300,6 @@ def payments_record_charges(
     charges: Mapping[uuid.UUID, GatewayAnswer],
     causes: Sequence[PaymentCause],
     outages_wait: bool = False,
-    locked: Mapping[uuid.UUID, Order] | None = None,
 ) -> dict[uuid.UUID, Payment]:
     """Record what the provider answered and move each order on, in one transaction: a
     Payment per charged order (captured or failed) with `payments.processed` or
@@ -318,8 +312,7 @@ def payments_record_charges(
     Recorded whatever the order's status is now: money may have moved while a
     cancellation came in. A charge captured for an order that ended meanwhile also records
     `payments.refund_due`, on which the orders consumer refunds it. An order that already
-    has a payment keeps it. `locked`: the orders, already read with `select_for_update` in
-    this transaction (every answered one; not read again)."""
+    has a payment keeps it."""
     answered = [
         cause
         for cause in causes
@@ -331,16 +324,12 @@ def payments_record_charges(
             payment.order_id: payment
             for payment in Payment.objects.filter(order_id__in=[c.order_id for c in causes])
         }
-    orders = (
-        dict(locked)
-        if locked is not None
-        else {
-            order.id: order
-            for order in Order.objects.select_for_update()
-            .filter(id__in=[cause.order_id for cause in answered])
-            .order_by("pk")
-        }
-    )
+    orders = {
+        order.id: order
+        for order in Order.objects.select_for_update()
+        .filter(id__in=[cause.order_id for cause in answered])
+        .order_by("pk")
+    }
     existing = {p.order_id: p for p in Payment.objects.filter(order_id__in=orders)}
     gateway_name = payment_gateway().name
     payments: list[Payment] = []

@@ -84,16 +84,11 @@ def order_shipping_addresses(*, order_ids: Iterable[uuid.UUID]) -> dict[uuid.UUI
     return {order_id: ShippingAddress.model_validate(address) for order_id, address in rows}
 
 
-def order_list_awaiting_charge(
-    *, order_ids: Sequence[uuid.UUID], including_pending: bool = False
-) -> QuerySet[Order]:
-    """Those of these orders that are reserved and have no payment yet; `including_pending`
-    also takes pending ones, for a caller that knows their stock is reserved (the orders
-    consumer, which records the move to reserved with the charge)."""
-    statuses = [OrderStatus.RESERVED, *([OrderStatus.PENDING] if including_pending else [])]
-    return Order.objects.filter(id__in=order_ids, status__in=statuses, payment__isnull=True).only(
-        "id", "total", "currency", "payment_token"
-    )
+def order_list_awaiting_charge(*, order_ids: Sequence[uuid.UUID]) -> QuerySet[Order]:
+    """Those of these orders that are reserved and have no payment yet."""
+    return Order.objects.filter(
+        id__in=order_ids, status=OrderStatus.RESERVED, payment__isnull=True
+    ).only("id", "total", "currency", "payment_token")
 
 
 def order_list_charge_overdue(*, now: datetime, limit: int) -> list[uuid.UUID]:
@@ -321,9 +316,8 @@ def order_list_risk_facts(
     declined_since: datetime,
     paid_orders: int,
 ) -> list[tuple[OrderRiskFacts, OrderRiskHistory]]:
-    """Those of these orders that are pending or reserved (not charged yet: the orders
-    consumer assesses an order as its stock is reserved), in the order asked, as the risk
-    check sees them, each with what came before it; `paid_orders` is how many of
+    """Those of these orders that are reserved (so not yet charged), in the order asked, as
+    the risk check sees them, each with what came before it; `paid_orders` is how many of
     its customer's earlier paid orders to read (the latest; a charge captured and not
     refunded).
 
@@ -335,7 +329,6 @@ def order_list_risk_facts(
     statement = _risk_read_statement(connection.vendor)
     prepare = Order._meta.get_field("created_at").get_db_prep_value
     params: dict[str, Any] = {
-        "pending": OrderStatus.PENDING.value,
         "reserved": OrderStatus.RESERVED.value,
         "captured": Payment.Status.CAPTURED.value,
         "failed": Payment.Status.FAILED.value,
@@ -421,7 +414,7 @@ def _risk_read_statement(vendor: str) -> _RiskRead:
                      ORDER BY h.created_at DESC LIMIT 1 OFFSET %(paid_offset)s),
                     (SELECT MIN(h.created_at) FROM {orders} h WHERE h.customer_id = o.customer_id)
                 ) AS paid_from
-            FROM {orders} o WHERE o.id {ids} AND o.status IN (%(pending)s, %(reserved)s)
+            FROM {orders} o WHERE o.id {ids} AND o.status = %(reserved)s
         )
         SELECT f.id, f.customer_id, f.total, f.created_at, f.payment_token, f.shipping_address,
             (SELECT COUNT(*) FROM {orders} h

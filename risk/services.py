@@ -1,13 +1,11 @@
-"""Risk writes: assess orders before their charge (run by the orders consumer), and the
-staff review of a hold.
+"""Risk writes: assess reserved orders before their charge (run by the orders consumer), and
+the staff review of a hold.
 
-The assessment of a batch costs a constant number of queries. Deciding reads: one read of
-the orders' facts with their history (orders per customer and per payment token in their
-windows, declined charges, earlier paid orders), with no transaction open, before the
-charge. Recording writes, in the transaction that records the charge: one INSERT of
-assessments, one of events and one locked update of the orders held or blocked; and one
-read of assessments made before, only when an order was not assessed now (a redelivered
-event, or an order no longer awaiting its charge).
+The assessment of a batch costs a constant number of queries: one read of the orders' facts
+with their history (orders per customer and per payment token in their windows, declined
+charges, earlier paid orders), then one INSERT of assessments, one of events and one locked
+update of the orders held or blocked; and one read of assessments made before, only when an
+order was not assessed now (a redelivered event, or an order no longer reserved).
 
 **Velocity without counters.** Counts are read from the facts themselves (the orders and
 payments tables), each relative to the order's own creation time: an order is committed by
@@ -21,7 +19,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -90,36 +88,21 @@ _INSERTED = (
 )
 
 
-@dataclass(frozen=True)
-class RiskDecisions:
-    """The assessments made for a batch of orders, not yet recorded (`risk_orders_decide`)."""
-
-    made: dict[uuid.UUID, tuple[OrderRiskFacts, Assessment]]
-    causes: dict[uuid.UUID, uuid.UUID | None]
-    config: RiskSettings
-    now: datetime
-
-    def refused(self) -> set[uuid.UUID]:
-        """The orders not to charge: held for review or blocked."""
-        return {
-            order_id
-            for order_id, (_, result) in self.made.items()
-            if result.decision != Decision.APPROVE
-        }
-
-
-def risk_orders_decide(
+def risk_orders_assess(
     *, checks: Sequence[RiskCheck], now: datetime | None = None
-) -> RiskDecisions:
-    """Assess each of these orders that awaits its charge (pending with its stock just
-    reserved, or reserved), reading only: no transaction is needed, and the orders consumer
-    decides before it calls the payment provider. `risk_decisions_record` records them.
-    With RISK_ENABLED off, or no checks: no decision (every order is charged)."""
+) -> dict[uuid.UUID, RiskAssessment]:
+    """Assess each of these orders that is reserved and not assessed yet, and act on its
+    decision, in one transaction: its RiskAssessment, its `risk.assessed` event, and for a
+    hold `orders.held`, for a block `orders.cancelled` (inventory then releases the stock).
+    Approved orders stay reserved: the caller charges them.
+
+    Returns the assessments of these orders, new or made before (a redelivered event finds
+    its assessment and changes nothing). With RISK_ENABLED off: nothing, and {}."""
+    if not settings.RISK["ENABLED"] or not checks:
+        return {}
     now = now or timezone.now()
     config = RiskSettings.from_settings(settings.RISK)
     causes = {check.order_id: check.causation_id for check in checks}
-    if not settings.RISK["ENABLED"] or not checks:
-        return RiskDecisions(made={}, causes=causes, config=config, now=now)
     read = order_list_risk_facts(
         order_ids=list(causes),
         customer_window=config.customer_window,
@@ -130,61 +113,23 @@ def risk_orders_decide(
     made = {
         order.order_id: (order, assess(order, _history(history), config)) for order, history in read
     }
-    return RiskDecisions(made=made, causes=causes, config=config, now=now)
-
-
-def risk_decisions_record(
-    decisions: RiskDecisions, *, locked: Mapping[uuid.UUID, Order] | None = None
-) -> dict[uuid.UUID, RiskAssessment]:
-    """Record decisions in the caller's transaction, and act on them: each order's
-    RiskAssessment and `risk.assessed` event, and for a hold `orders.held`, for a block
-    `orders.cancelled` (inventory then releases the stock), from `reserved` only (an order
-    cancelled meanwhile stays cancelled). Approved orders stay reserved: the caller charges
-    them. An order assessed already (a redelivered event, or another process during a
-    rebalance) keeps its first assessment, and nothing more is recorded for it.
-
-    `locked`: the orders, already read with `select_for_update` in this transaction (every
-    decided one; not read again). Returns the assessments of the checked orders, new or
-    made before."""
-    if not settings.RISK["ENABLED"] or not decisions.causes:
-        return {}
-    assessed = (
-        _assessments_record(
-            decisions.made,
-            causes=decisions.causes,
-            config=decisions.config,
-            now=decisions.now,
-            locked=locked,
-        )
-        if decisions.made
-        else {}
-    )
+    assessed = _assessments_record(made, causes=causes, config=config, now=now) if made else {}
     # An order assessed before (a redelivered event) is skipped by the insert, and one no
-    # longer awaiting its charge was not read: their assessments, if any, are read only
-    # then, so a batch of new orders costs no read here.
-    others = [order_id for order_id in decisions.causes if order_id not in assessed]
+    # longer reserved was not read: their assessments, if any, are read only then, so a batch
+    # of new orders costs a single read.
+    others = [order_id for order_id in causes if order_id not in assessed]
     if others:
         assessed.update(risk_assessments_for_orders(order_ids=others))
     return assessed
 
 
-@transaction.atomic(savepoint=False)
-def risk_orders_assess(
-    *, checks: Sequence[RiskCheck], now: datetime | None = None
-) -> dict[uuid.UUID, RiskAssessment]:
-    """Decide and record at once, in one transaction (staff tools and tests; the orders
-    consumer decides before the charge and records with it)."""
-    return risk_decisions_record(risk_orders_decide(checks=checks, now=now))
-
-
-@transaction.atomic(savepoint=False)  # joins the caller's transaction
+@transaction.atomic(savepoint=False)  # joins the reservation's transaction
 def _assessments_record(
     made: dict[uuid.UUID, tuple[OrderRiskFacts, Assessment]],
     *,
     causes: dict[uuid.UUID, uuid.UUID | None],
     config: RiskSettings,
     now: datetime,
-    locked: Mapping[uuid.UUID, Order] | None,
 ) -> dict[uuid.UUID, RiskAssessment]:
     """Record the assessments made (the reads before it need no transaction), their events,
     and the holds and blocks; return those this call recorded."""
@@ -244,7 +189,7 @@ def _assessments_record(
             assessed_at=now,
         )
     outbox_events_record(events)
-    orders_apply_changes(changes=changes, locked=locked)
+    orders_apply_changes(changes=changes)
     decisions = Counter(result.decision.value for _, result in new)
     risk_assessments_count_on_commit(decisions.elements())
     if decisions:

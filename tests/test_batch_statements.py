@@ -37,11 +37,7 @@ from webhooks.payloads import ALL_EVENTS
 # group no longer applies payments.processed in a batch of its own.
 # -3: the notifications group reads shipping addresses from the orders at render time
 # instead of copying each from orders.created in a batch of its own.
-# -2: the orders group records an order's reservation, risk assessment and charge in one
-# transaction, after the charge, instead of committing the reservation before it.
-# -1: the assessments and the charges move the orders the reservation locked, without
-# locking them again.
-SAGA_STATEMENTS_AT_MOST = 89
+SAGA_STATEMENTS_AT_MOST = 92
 
 
 def _saga_batches_of_one() -> dict[tuple[str, str], Counter[str]]:
@@ -78,9 +74,10 @@ def test_a_batch_of_one_is_one_transaction_without_savepoints():
         ("notifications", "orders.paid"),
         ("read_models", "orders.paid"),
     }
-    # ... each batch was one transaction, the orders group's charge included (the gateway
-    # is called before it, with none open) ...
+    # ... each batch was one transaction, but the orders group's charge, which commits the
+    # reservation before calling the gateway and records its answer after ...
     transactions = {key: counts["BEGIN"] for key, counts in statements.items()}
+    assert transactions.pop(("orders", "inventory.reserved")) == 2
     assert set(transactions.values()) == {1}, transactions
     # ... the services the handlers call joined the batch's transaction: no savepoint (a
     # failing handler fails the whole batch, which the runner then splits) ...
@@ -92,9 +89,7 @@ def test_a_batch_of_one_is_one_transaction_without_savepoints():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_risk_check_reads_before_the_charge_records_with_it_and_adds_a_few_statements(
-    settings,
-):
+def test_the_risk_check_joins_the_reservations_transaction_and_adds_a_few_statements(settings):
     # Given the saga run as batches of one without the risk check, then with it
     payment_gateway.cache_clear()
     _saga_batches_of_one()
@@ -102,10 +97,10 @@ def test_the_risk_check_reads_before_the_charge_records_with_it_and_adds_a_few_s
     settings.RISK = {**settings.RISK, "ENABLED": True}
     with_check = _saga_batches_of_one()[("orders", "inventory.reserved")]
 
-    # Then the check adds no transaction: its decision is read before the charge and
-    # recorded with it, with no savepoint, in a fixed handful of statements (a batch of 500
-    # costs the same: risk/tests/test_services.py)
-    assert (without["BEGIN"], with_check["BEGIN"]) == (1, 1)
+    # Then the check commits with the reservation, before the charge, with no savepoint,
+    # and costs a fixed handful of statements (a batch of 500 costs the same:
+    # risk/tests/test_services.py)
+    assert (without["BEGIN"], with_check["BEGIN"]) == (2, 2)
     assert not with_check["SAVEPOINT"]
     added = sum(with_check.values()) - sum(without.values())
     assert added <= RISK_STATEMENTS_AT_MOST, dict(with_check - without)

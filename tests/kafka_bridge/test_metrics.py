@@ -128,7 +128,7 @@ def test_consumer_counts_retries_dead_letters_and_events_it_does_not_handle(pipe
     scraper.wait_for("kafka_consumer_events_dead_lettered_total", 1, **labels)
     assert scraper.value("kafka_consumer_retries_total", group=group) == 4
     assert scraper.value("kafka_consumer_events_processed_total", group=group) == 0
-    assert Order.objects.get(id=order_id).status == "pending"  # nothing of the batch stayed
+    assert Order.objects.get(id=order_id).status == "reserved"
 
     # When an event it does not handle arrives on a topic it reads (orders.paid, for the
     # notifications consumer), it is counted as ignored, not processed

@@ -2,11 +2,21 @@
 
 import logging
 import time
+import uuid
 
 import pytest
+from django.db import transaction
 
 from common.redis_client import redis_client
-from kafka_bridge.outbox import RELAY_WAKE_CHANNEL, relay_wake, relay_waker
+from kafka_bridge.models import OutboxEvent
+from kafka_bridge.outbox import (
+    RELAY_WAKE_CHANNEL,
+    NewEvent,
+    outbox_events_record,
+    relay_wake,
+    relay_wake_deferred,
+    relay_waker,
+)
 from testing.factories import customer_create, order_place_via_api, product_with_stock
 from testing.faults import service_frozen
 from testing.polling import wait_until
@@ -72,3 +82,27 @@ def test_wake_ups_reach_relays_again_once_redis_answers():
     finally:
         subscriber.close()
     assert arrived and not relay_waker.backoff.down
+
+
+def test_events_recorded_with_the_wake_deferred_leave_the_wake_up_to_the_next_ones():
+    # (The hooks a commit will run, not Redis: other test processes wake relays too.)
+    def wakes_on_commit() -> int:
+        hooks = transaction.get_connection().run_on_commit
+        return sum(1 for _, hook, _ in hooks if hook is relay_wake)
+
+    with transaction.atomic():
+        # Given events recorded while the wake-up is deferred (a reservation before its charge)
+        with relay_wake_deferred():
+            outbox_events_record([_failed_event("1")])
+        # Then their commit would wake no relay ...
+        assert wakes_on_commit() == 0
+        # ... and the deferral ends with its block: the next events (the charge's) wake it
+        outbox_events_record([_failed_event("1")])
+        assert wakes_on_commit() == 1
+    assert OutboxEvent.objects.filter(published_at__isnull=True).count() == 2
+
+
+def _failed_event(key: str) -> NewEvent:
+    order_id = str(uuid.uuid4())
+    data = {"order_id": order_id, "customer_id": int(key), "reason": "out_of_stock"}
+    return NewEvent("inventory.failed", order_id, key, data)
