@@ -285,6 +285,13 @@ class OutboxRelay:
             self.right.release()
         return stamped
 
+    def acks_await_when_caught_up(self) -> None:
+        """Caught up with batches in flight: wait for their acknowledgements, and leave the
+        stamp to the next step's read (the next wake-up's, or the poll's) rather than spend
+        a statement of its own on it. A crash meanwhile publishes those rows again."""
+        if self.active and self._caught_up and self._in_flight:
+            self._await_acks(keep=0)
+
     def _one_statement(self) -> bool:
         """Whether this step can stamp and read in one statement: on PostgreSQL, when no
         acknowledged row failed (failures are recorded by the transaction path)."""
@@ -460,11 +467,7 @@ class OutboxRelay:
                 if time.monotonic() - last_report > 30 and self.published_total:
                     logger.info("outbox relay: %d events published so far", self.published_total)
                     last_report = time.monotonic()
-                if self.active and self._caught_up and self._in_flight:
-                    # Caught up: the acknowledgements are awaited here and stamped by the
-                    # next step's read (the next wake-up's, or the poll's), not by a
-                    # statement of their own. A crash meanwhile publishes them again.
-                    self._await_acks(keep=0)
+                self.acks_await_when_caught_up()
                 if not self.active or self.idle:  # another relay publishes, or caught up
                     wake.wait(poll_interval, stop)
                 elif self.failed_recently:
