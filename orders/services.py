@@ -1,7 +1,6 @@
 """Order writes. Each one changes the order and records its domain event in one
 transaction; the relay publishes the event only after that transaction commits."""
 
-import functools
 import hashlib
 import json
 import logging
@@ -17,13 +16,13 @@ from typing import cast
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common.circuit_breaker import BreakerState
 from inventory.selectors import products_by_sku
 from kafka_bridge.outbox import NewEvent, outbox_event_record, outbox_events_record
-from kafka_bridge.sql import in_list_param, in_list_sql
+from kafka_bridge.sql import rows_update
 from orders.breaker import payment_breaker
 from orders.events import OrderCreatedV2, OrderItem, OrderStatusChangedV1, ShippingAddress
 from orders.models import Order, OrderLine, SalesChannel, Shipment
@@ -318,57 +317,18 @@ def orders_apply_changes(
                 )
             )
         moved[order.id] = order
-    _orders_save_moved(moved.values(), moves_of=Counter(event.aggregate_id for event in events))
+    _orders_save_moved(moved.values())
     outbox_events_record(events)
     # Watchers of the live status stream hear of each move once the batch has committed.
     status_moves_publish_on_commit(_status_moves(events, orders))
     return orders
 
 
-def _orders_save_moved(orders: Iterable[Order], *, moves_of: Mapping[str, int]) -> None:
-    """One UPDATE per (status, reason, number of moves): a batch's orders mostly move alike.
-    (bulk_update would build a CASE per field and row, which costs more Python than the
-    queries.) `moves_of` counts each order's moves by its id as a string."""
-    groups: dict[tuple[str, str, int], list[Order]] = {}
-    for order in orders:
-        key = (order.status, order.status_reason, moves_of[str(order.id)])
-        groups.setdefault(key, []).append(order)
-    if not groups:
-        return
-    now = timezone.now()
-    at = Order._meta.get_field("updated_at").get_db_prep_value(now, connection)
-    sql = _moved_orders_update_sql(connection.vendor)
-    with connection.cursor() as cursor:
-        for (status, reason, moves), group in groups.items():
-            for order in group:
-                order.status_changed_at = order.updated_at = now
-            ids = in_list_param(Order._meta.pk, [order.pk for order in group])
-            cursor.execute(sql, [status, reason, moves, at, at, ids])
-
-
-@functools.cache
-def _moved_orders_update_sql(vendor: str) -> str:
-    """The UPDATE of `_orders_save_moved`, written once per process: the orders consumer
-    runs it in every batch, and compiling it as a queryset cost more CPU than running it.
-    The rows are locked, so `status_seq` adds to what the database holds."""
-    quote = connection.ops.quote_name
-    column = {
-        name: quote(Order._meta.get_field(name).column)
-        for name in (
-            "id",
-            "status",
-            "status_reason",
-            "status_seq",
-            "status_changed_at",
-            "updated_at",
-        )
-    }
-    return (
-        f"UPDATE {quote(Order._meta.db_table)} SET {column['status']} = %s, "
-        f"{column['status_reason']} = %s, {column['status_seq']} = {column['status_seq']} + %s, "
-        f"{column['status_changed_at']} = %s, {column['updated_at']} = %s "
-        f"WHERE {column['id']} {in_list_sql('%s', vendor)}"
-    )
+def _orders_save_moved(orders: Iterable[Order]) -> None:
+    """Write the moved orders' status fields as `_order_move` left them, in one statement
+    (`rows_update`): the rows are locked, so the `status_seq` read and counted on in memory
+    is what the database holds."""
+    rows_update(Order, list(orders), _MOVED_FIELDS)
 
 
 def _order_apply_change(change: OrderChange) -> Order | None:
