@@ -13,7 +13,7 @@ from django.utils import timezone
 from inventory.events import InventoryFailedV1, InventoryReservedV1, StockItem
 from inventory.models import Product, Reservation, StockLevel
 from kafka_bridge.outbox import NewEvent, outbox_events_record
-from kafka_bridge.sql import rows_update
+from kafka_bridge.sql import rows_update, rows_where_in
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class ReservationOutcome:
 def _locked_stock(product_ids: Iterable[int]) -> dict[int, StockLevel]:
     # Ordered locking, all rows in one statement: two batches touching the same products
     # always lock them in the same sequence, so they queue instead of deadlocking.
-    rows = StockLevel.objects.select_for_update().filter(product_id__in=product_ids).order_by("pk")
+    rows = rows_where_in(StockLevel, "product", product_ids, lock=True)
     return {row.product_id: row for row in rows}
 
 
@@ -60,11 +60,9 @@ def stock_reserve_for_orders(*, orders: Sequence[OrderStockRequest]) -> list[Res
     An order that already has reservations is reported reserved again without reserving
     twice (a replayed event)."""
     order_ids = [order.order_id for order in orders]
-    already = set(
-        Reservation.objects.filter(order_id__in=order_ids).values_list("order_id", flat=True)
-    )
+    already = {row.order_id for row in rows_where_in(Reservation, "order_id", order_ids)}
     skus = {sku for order in orders for sku in order.wanted()}
-    products = {p.sku: p for p in Product.objects.filter(sku__in=skus).only("id", "sku", "active")}
+    products = {p.sku: p for p in rows_where_in(Product, "sku", skus)}
     stock = _locked_stock(sorted(p.pk for p in products.values() if p.active))
     outcomes: list[ReservationOutcome] = []
     reservations: list[Reservation] = []

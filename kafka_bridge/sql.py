@@ -7,7 +7,10 @@ Python, which cost more CPU than PostgreSQL spent inserting the rows (measured o
 outbox: about 65 ms of 95 ms per 500 events). `bulk_create` avoids that with UNNEST, but
 not for models with a BinaryField, such as the outbox. Here PostgreSQL gets a short,
 constant statement with one array per column; other databases (SQLite for `make run`)
-get the plain VALUES list.
+get the plain VALUES list. A single row, the common case at everyday rates where most
+consumer batches hold one event, goes as one row of scalar parameters instead: psycopg
+adapts each array in Python (finding its element type, then quoting element by element),
+which cost more than the row's whole INSERT or UPDATE on PostgreSQL.
 
 A queryset is compiled again on every call, which for a small read can cost more CPU than
 the read itself; a statement run for every request or batch can be written once per
@@ -18,12 +21,13 @@ import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.db import connection, models
 
 Converter = Callable[[Any, Any, Any], Any]
+Row = TypeVar("Row", bound=models.Model)
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,39 @@ def row_with_user(
     return RowWithUser(model, sql, fields, user_fields)
 
 
+def rows_where_in(
+    model: type[Row], field_name: str, values: Iterable[Any], *, lock: bool = False
+) -> list[Row]:
+    """`model`'s rows whose `field_name` is one of `values`, in primary-key order; with
+    `lock`, locked until the transaction ends (in that order, so that two batches locking
+    the same rows queue instead of deadlocking). The statement is written once per process:
+    this is the read every consumer batch starts with, and compiling it as a queryset cost
+    more CPU than running it."""
+    field = model._meta.get_field(field_name)
+    columns, sql = _where_in_statement(model, field_name, connection.vendor, lock=lock)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [in_list_param(field, values)])
+        return [columns.instance(model, row) for row in cursor.fetchall()]
+
+
+@functools.cache
+def _where_in_statement(
+    model: type[models.Model], field_name: str, vendor: str, *, lock: bool
+) -> tuple[Columns, str]:
+    quote = connection.ops.quote_name
+    columns = Columns("t", model._meta.concrete_fields)
+    column = quote(model._meta.get_field(field_name).column)
+    pk = model._meta.pk
+    assert pk is not None
+    locks = lock and connection.features.has_select_for_update
+    sql = (
+        f"SELECT {', '.join(columns.sql())} FROM {quote(model._meta.db_table)} t "
+        f"WHERE t.{column} {in_list_sql('%s', vendor)} ORDER BY t.{quote(pk.column)}"
+        f"{' FOR UPDATE' if locks else ''}"
+    )
+    return columns, sql
+
+
 def rows_insert(
     model: type[models.Model],
     field_names: Sequence[str],
@@ -143,9 +180,12 @@ def rows_insert(
     text, cast), other databases through the fields' own preparation."""
     if not rows:
         return []
-    fields, sql = _insert_statement(model, tuple(field_names), connection.vendor)
+    single = connection.vendor == "postgresql" and len(rows) == 1
+    fields, sql = _insert_statement(model, tuple(field_names), connection.vendor, single=single)
     params: list[Any]
-    if connection.vendor == "postgresql":
+    if single:
+        params = [_scalar_param(field, value) for field, value in zip(fields, rows[0], strict=True)]
+    elif connection.vendor == "postgresql":
         # psycopg adapts str, int, bytes, UUID, Decimal and aware datetimes as they are (the
         # fields' per-value preparation was a third of this function's time); JSON goes as
         # text and is cast back, as in rows_update: psycopg adapts no list of documents as
@@ -171,7 +211,7 @@ def rows_insert(
 
 @functools.cache
 def _insert_statement(
-    model: type[models.Model], field_names: tuple[str, ...], vendor: str
+    model: type[models.Model], field_names: tuple[str, ...], vendor: str, *, single: bool
 ) -> tuple[list[models.Field], str]:
     """The fields and the statement of `rows_insert` for one table and column list, built
     once per process (a consumer inserts into the same few tables batch after batch; the
@@ -182,6 +222,9 @@ def _insert_statement(
     table = connection.ops.quote_name(model._meta.db_table)
     if vendor != "postgresql":
         return fields, f"INSERT INTO {table} ({columns})"
+    if single:
+        values = ", ".join(_scalar_placeholder(field) for field in fields)
+        return fields, f"INSERT INTO {table} ({columns}) VALUES ({values})"
     arrays = ["%s::text[]" if _is_json(field) else f"%s::{_array_type(field)}" for field in fields]
     selected = [
         f"v.c{i}::jsonb" if _is_json(field) else f"v.c{i}" for i, field in enumerate(fields)
@@ -201,30 +244,58 @@ def rows_update(
     Django's `bulk_update` writes one CASE WHEN per row per field, and building those
     expressions cost more CPU than PostgreSQL spent on the update (72% of the read-models
     consumer's time at saturation). On PostgreSQL this sends `UPDATE … FROM unnest(…)`: one
-    array per column, joined on the primary key. Other databases get `bulk_update`."""
+    array per column, joined on the primary key (one row: a plain UPDATE of that row).
+    Other databases get `bulk_update`."""
     if not rows:
         return
     if connection.vendor != "postgresql":
         model._default_manager.bulk_update(rows, field_names)
         return
+    single = len(rows) == 1
+    fields, sql = _update_statement(model, tuple(field_names), single=single)
+    params: list[Any]
+    if single:
+        row = rows[0]
+        params = [_scalar_param(field, getattr(row, field.attname)) for field in fields]
+        params.append(row.pk)
+    else:
+        params = [[row.pk for row in rows]]
+        for field in fields:
+            values = [getattr(row, field.attname) for row in rows]
+            if _is_json(field):
+                # sent as text, cast back: psycopg adapts a list of dicts as no jsonb[]
+                values = [None if v is None else json.dumps(v, cls=field.encoder) for v in values]
+            elif field.get_internal_type() == "DecimalField":
+                # an unsaved default may still be the int 0: psycopg refuses mixed lists
+                values = [field.to_python(value) for value in values]
+            params.append(values)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+@functools.cache
+def _update_statement(
+    model: type[models.Model], field_names: tuple[str, ...], *, single: bool
+) -> tuple[list[models.Field], str]:
+    """The fields and the PostgreSQL statement of `rows_update` for one table and field
+    list, built once per process."""
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     pk = model._meta.pk
+    assert pk is not None
     fields = [model._meta.get_field(name) for name in field_names]
-    arrays, params, assignments = [f"%s::{_array_type(pk)}"], [[row.pk for row in rows]], []
+    if single:
+        assignments = [f"{quote(f.column)} = {_scalar_placeholder(f)}" for f in fields]
+        where = f"WHERE {quote(pk.column)} = %s"
+        return fields, f"UPDATE {table} SET {', '.join(assignments)} {where}"
+    arrays = [f"%s::{_array_type(pk)}"]
+    assignments = []
     for index, field in enumerate(fields):
-        values = [getattr(row, field.attname) for row in rows]
-        if field.get_internal_type() == "JSONField":
-            # sent as text, cast back: psycopg adapts a list of dicts as no jsonb[] by itself
+        if _is_json(field):
             arrays.append("%s::text[]")
-            params.append([None if v is None else json.dumps(v, cls=field.encoder) for v in values])
             assignments.append(f"{quote(field.column)} = v.c{index}::jsonb")
         else:
-            if field.get_internal_type() == "DecimalField":
-                # an unsaved default may still be the int 0: psycopg refuses mixed lists
-                values = [field.to_python(value) for value in values]
             arrays.append(f"%s::{_array_type(field)}")
-            params.append(values)
             assignments.append(f"{quote(field.column)} = v.c{index}")
     columns = ", ".join(["pk", *(f"c{index}" for index in range(len(fields)))])
     sql = (
@@ -232,8 +303,19 @@ def rows_update(
         f"FROM unnest({', '.join(arrays)}) AS v({columns}) "
         f"WHERE {table}.{quote(pk.column)} = v.pk"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    return fields, sql
+
+
+def _scalar_placeholder(field: models.Field) -> str:
+    """A one-row statement's placeholder for `field`: JSON goes as text, cast back."""
+    return "%s::jsonb" if _is_json(field) else "%s"
+
+
+def _scalar_param(field: models.Field, value: Any) -> Any:
+    """A one-row statement's parameter: the value as it is, JSON as its text."""
+    if _is_json(field) and value is not None:
+        return json.dumps(value, cls=field.encoder)
+    return value
 
 
 def _is_json(field: models.Field) -> bool:

@@ -32,6 +32,7 @@ from django.utils.module_loading import import_string
 
 from common.circuit_breaker import CircuitOpen
 from kafka_bridge.outbox import NewEvent, outbox_events_record
+from kafka_bridge.sql import rows_where_in
 from orders.breaker import payment_breaker
 from orders.events import (
     PaymentFailedV1,
@@ -321,16 +322,11 @@ def payments_record_charges(
     ]
     if not answered:  # nothing to record: nothing to lock
         return {
-            payment.order_id: payment
-            for payment in Payment.objects.filter(order_id__in=[c.order_id for c in causes])
+            p.order_id: p for p in rows_where_in(Payment, "order", [c.order_id for c in causes])
         }
-    orders = {
-        order.id: order
-        for order in Order.objects.select_for_update()
-        .filter(id__in=[cause.order_id for cause in answered])
-        .order_by("pk")
-    }
-    existing = {p.order_id: p for p in Payment.objects.filter(order_id__in=orders)}
+    ids = [cause.order_id for cause in answered]
+    orders = {order.id: order for order in rows_where_in(Order, "id", ids, lock=True)}
+    existing = {p.order_id: p for p in rows_where_in(Payment, "order", orders)}
     gateway_name = payment_gateway().name
     payments: list[Payment] = []
     events: list[NewEvent] = []

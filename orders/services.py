@@ -22,7 +22,7 @@ from django.utils import timezone
 from common.circuit_breaker import BreakerState
 from inventory.selectors import products_by_sku
 from kafka_bridge.outbox import NewEvent, outbox_event_record, outbox_events_record
-from kafka_bridge.sql import rows_update
+from kafka_bridge.sql import rows_update, rows_where_in
 from orders.breaker import payment_breaker
 from orders.events import OrderCreatedV2, OrderItem, OrderStatusChangedV1, ShippingAddress
 from orders.models import Order, OrderLine, SalesChannel, Shipment
@@ -271,12 +271,8 @@ def orders_apply_changes(
     if locked is not None:
         orders = dict(locked)
     else:
-        orders = {
-            order.id: order
-            for order in Order.objects.select_for_update()
-            .filter(id__in={change.order_id for change in changes})
-            .order_by("pk")
-        }
+        ids = {change.order_id for change in changes}
+        orders = {order.id: order for order in rows_where_in(Order, "id", ids, lock=True)}
     moved: dict[uuid.UUID, Order] = {}
     events: list[NewEvent] = []
     for change in changes:
