@@ -2,6 +2,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 
+from common.api_lists import FlatRowsSerializer
 from inventory.selectors import product_list_available
 
 
@@ -13,6 +14,9 @@ class ProductListApi(ListAPIView):
         name = serializers.CharField()
         price = serializers.DecimalField(max_digits=12, decimal_places=2)
         available = serializers.IntegerField()
+
+        class Meta:
+            list_serializer_class = FlatRowsSerializer
 
     serializer_class = OutputSerializer
 
