@@ -42,8 +42,8 @@ class Scraper:
         def answered() -> list[Sample] | None:
             try:
                 return metrics_scrape(self.url)
-            except (urllib.error.URLError, ConnectionError):
-                return None
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                return None  # not up yet, or still starting
 
         return wait_until(answered, timeout=timeout, message=f"metrics at {self.url}")
 

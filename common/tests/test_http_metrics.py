@@ -91,8 +91,8 @@ def test_metrics_add_up_every_gunicorn_worker(pipeline, tmp_path: Path):
                 return response.status
         except urllib.error.HTTPError as exc:
             return exc.code
-        except (urllib.error.URLError, ConnectionError):
-            return 0
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return 0  # not up yet: refused, or a worker still starting answers too late
 
     wait_until(lambda: get("/healthz/") == 200, timeout=60, message="gunicorn up")
     sent = 1

@@ -16,6 +16,15 @@ from reporting.models import CustomerOrderSummary
 pytestmark = pytest.mark.django_db
 
 FIELDS = ["currency", "orders_by_status", "lifetime_value", "first_order_at", "last_order_at"]
+INSERTED = (
+    "generation",
+    "customer_id",
+    "currency",
+    "orders_by_status",
+    "orders_placed",
+    "lifetime_value",
+)
+LET_IN = "ON CONFLICT (generation, customer_id) DO NOTHING RETURNING customer_id"
 
 
 def test_rows_update_writes_every_type_in_one_statement_and_touches_no_other_row():
@@ -52,16 +61,9 @@ def test_rows_update_of_nothing_sends_nothing():
 
 
 def test_rows_insert_writes_json_columns_and_returns_the_rows_let_in():
-    fields = (
-        "generation",
-        "customer_id",
-        "currency",
-        "orders_by_status",
-        "orders_placed",
-        "lifetime_value",
-    )
+    fields = INSERTED
     statuses = {"paid": 2, "held": 1}
-    conflict = "ON CONFLICT (generation, customer_id) DO NOTHING RETURNING customer_id"
+    conflict = LET_IN
 
     with CaptureQueriesContext(connection) as queries:
         first = rows_insert(
@@ -88,16 +90,8 @@ def test_rows_insert_writes_json_columns_and_returns_the_rows_let_in():
 
 def test_one_row_is_inserted_and_updated_with_scalar_parameters():
     at = datetime(2026, 11, 24, 1, 2, 3, 456789, tzinfo=UTC)
-    fields = (
-        "generation",
-        "customer_id",
-        "currency",
-        "orders_by_status",
-        "orders_placed",
-        "lifetime_value",
-        "first_order_at",
-    )
-    conflict = "ON CONFLICT (generation, customer_id) DO NOTHING RETURNING customer_id"
+    fields = (*INSERTED, "first_order_at")
+    conflict = LET_IN
 
     with CaptureQueriesContext(connection) as queries:
         inserted = rows_insert(
