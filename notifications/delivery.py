@@ -16,7 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from common.structured_logs import log_context
-from kafka_bridge.sql import row_with_user
+from kafka_bridge.sql import row_with_user, rows_update
 from notifications.channels import (
     DeliveryOutcome,
     DeliveryResult,
@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 # How log lines name each channel: "e-mail sent", "SMS sent", "push sent".
 _NAMES = {"email": "e-mail", "sms": "SMS", "push": "push"}
+# What a send attempt writes back to its notification.
+_SENT_FIELDS = ("status", "sent_at", "error", "recipient", "attempts")
 
 
 class NotificationNotDeliverable(Exception):
@@ -180,14 +182,10 @@ def _notification_send_locked(notification_id: int) -> Notification | None:
             notification.error = "; ".join(refused)[:2000]
             notification_failed_count(channel=notification.channel)
             logger.warning("%s not delivered: %s", _NAMES[notification.channel], notification.error)
-        # The row is locked: the attempts it holds are the ones read.
-        Notification.objects.filter(id=notification.id).update(
-            status=notification.status,
-            sent_at=notification.sent_at,
-            error=notification.error,
-            recipient=notification.recipient,
-            attempts=notification.attempts,
-        )
+        # The row is locked: the attempts it holds are the ones read. One statement
+        # written once per process: compiling the queryset's UPDATE cost a send more CPU
+        # than running it.
+        rows_update(Notification, [notification], _SENT_FIELDS)
     return notification
 
 

@@ -28,6 +28,7 @@ from django.template.loader import render_to_string
 
 from common import tracing
 from common.redis_client import OutageBackoff
+from kafka_bridge.sql import rows_where_in
 from notifications.channels import CHANNELS
 from notifications.metrics import notifications_created_count_on_commit
 from notifications.models import Notification, NotificationPreferences, PushSubscription
@@ -115,7 +116,7 @@ def notifications_create_for_order_changes(
     wanted = [(notice, kind) for notice, kind in zip(notices, kinds, strict=True) if kind]
     found: dict[tuple[uuid.UUID, str], Notification] = {
         (n.event_id, n.channel): n
-        for n in Notification.objects.filter(event_id__in=[n.event_id for n, _ in wanted])
+        for n in rows_where_in(Notification, "event_id", [n.event_id for n, _ in wanted])
     }
     notified = {event_id for event_id, _ in found}
     user_model = get_user_model()

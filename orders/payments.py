@@ -258,7 +258,7 @@ def payment_charges_request(*, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID
     payment yet, through the circuit breaker; no transaction may be open. Safe to repeat:
     each charge carries the order's idempotency key, so a retry after a crash never moves
     money twice. A charge the breaker holds back answers `CircuitOpen` (its order waits)."""
-    orders = list(order_list_awaiting_charge(order_ids=order_ids))
+    orders = order_list_awaiting_charge(order_ids=order_ids)
     if not orders:
         return {}
     logger.info("charging %d order(s)", len(orders))
