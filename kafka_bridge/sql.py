@@ -7,10 +7,11 @@ Python, which cost more CPU than PostgreSQL spent inserting the rows (measured o
 outbox: about 65 ms of 95 ms per 500 events). `bulk_create` avoids that with UNNEST, but
 not for models with a BinaryField, such as the outbox. Here PostgreSQL gets a short,
 constant statement with one array per column, in PostgreSQL's binary format; other
-databases (SQLite for `make run`) get the plain VALUES list. A single row, the common case at everyday rates where most
-consumer batches hold one event, goes as one row of scalar parameters instead: psycopg
-adapts each array in Python (finding its element type, then quoting element by element),
-which cost more than the row's whole INSERT or UPDATE on PostgreSQL.
+databases (SQLite for `make run`) get the plain VALUES list. A single row, the common case
+at everyday rates where most consumer batches hold one event, goes as one row of scalar
+parameters instead: psycopg adapts each array in Python (finding its element type, then
+writing element by element), which cost more than the row's whole INSERT or UPDATE on
+PostgreSQL.
 
 A queryset is compiled again on every call, which for a small read can cost more CPU than
 the read itself; a statement run for every request or batch can be written once per
@@ -306,8 +307,8 @@ def _update_statement(
 def _array_placeholder(field: models.Field) -> str:
     """A column's array parameter, in PostgreSQL's binary format (`%b`): psycopg writes a
     binary array with no quoting, where the text format runs a regular expression over
-    every element (and hex-encodes bytes first), which cost a sixth of the orders group's
-    time on a backlog. JSON goes as text, cast back."""
+    every element (and hex-encodes bytes first), which cost a consumer draining a backlog
+    a sixth of its time. JSON goes as text, cast back."""
     return "%b::text[]" if _is_json(field) else f"%b::{_array_type(field)}"
 
 

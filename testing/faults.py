@@ -352,10 +352,26 @@ def saga_violations(outcomes: dict[str, str], *, on_hand: dict[str, int]) -> lis
         if stock.reserved < 0 or stock.reserved > stock.on_hand:
             problems.append(f"stock {sku}: impossible level {stock.on_hand}/{stock.reserved}")
 
-    unpublished = OutboxEvent.objects.filter(published_at__isnull=True).count()
+    unpublished = _outbox_unpublished_after(OUTBOX_STAMP_WAIT_SECONDS)
     if unpublished:
         problems.append(f"{unpublished} outbox events never published")
     return problems
+
+
+# A relay that has caught up stamps its last batch with its next step: the next wake-up,
+# or its poll (OUTBOX_POLL_INTERVAL_SECONDS, 1 s) when wake-ups cannot reach it (Redis
+# down). Events consumed downstream may so still be unstamped for a poll interval or two.
+OUTBOX_STAMP_WAIT_SECONDS = 5.0
+
+
+def _outbox_unpublished_after(seconds: float) -> int:
+    """The outbox rows still unstamped once every row is, or `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        unpublished = OutboxEvent.objects.filter(published_at__isnull=True).count()
+        if not unpublished or time.monotonic() > deadline:
+            return unpublished
+        time.sleep(0.05)
 
 
 def notifications_complete(outcomes: dict[str, str]) -> bool:
