@@ -185,16 +185,14 @@ def rows_insert(
     fields, sql = _insert_statement(model, tuple(field_names), connection.vendor, single=single)
     params: list[Any]
     if single:
-        params = [_scalar_param(field, value) for field, value in zip(fields, rows[0], strict=True)]
+        params = [_param(field, value) for field, value in zip(fields, rows[0], strict=True)]
     elif connection.vendor == "postgresql":
         # psycopg adapts str, int, bytes, UUID, Decimal and aware datetimes as they are (the
         # fields' per-value preparation was a third of this function's time); JSON goes as
         # text and is cast back, as in rows_update: psycopg adapts no list of documents as
         # jsonb[] by itself.
         params = [
-            [None if v is None else json.dumps(v, cls=field.encoder) for v in column]
-            if _is_json(field)
-            else list(column)
+            [_param(field, v) for v in column] if _is_json(field) else list(column)
             for field, column in zip(fields, zip(*rows, strict=True), strict=True)
         ]
     else:
@@ -257,7 +255,7 @@ def rows_update(
     params: list[Any]
     if single:
         row = rows[0]
-        params = [_scalar_param(field, getattr(row, field.attname)) for field in fields]
+        params = [_param(field, getattr(row, field.attname)) for field in fields]
         params.append(row.pk)
     else:
         params = [[row.pk for row in rows]]
@@ -265,7 +263,7 @@ def rows_update(
             values = [getattr(row, field.attname) for row in rows]
             if _is_json(field):
                 # sent as text, cast back: psycopg adapts a list of dicts as no jsonb[]
-                values = [None if v is None else json.dumps(v, cls=field.encoder) for v in values]
+                values = [_param(field, v) for v in values]
             elif field.get_internal_type() == "DecimalField":
                 # an unsaved default may still be the int 0: psycopg refuses mixed lists
                 values = [field.to_python(value) for value in values]
@@ -317,8 +315,9 @@ def _scalar_placeholder(field: models.Field) -> str:
     return "%s::jsonb" if _is_json(field) else "%s"
 
 
-def _scalar_param(field: models.Field, value: Any) -> Any:
-    """A one-row statement's parameter: the value as it is, JSON as its text."""
+def _param(field: models.Field, value: Any) -> Any:
+    """A value of `field` as PostgreSQL gets it, alone or in an array: as it is, JSON as
+    its text (cast back in the statement)."""
     if _is_json(field) and value is not None:
         return json.dumps(value, cls=field.encoder)
     return value
